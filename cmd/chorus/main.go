@@ -1,0 +1,98 @@
+// Command chorus runs the Chorus SFU.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/chorus-sfu/chorus/internal/server"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "chorus:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	listen   string
+	udpPort  int
+	udpIP    string
+	nat1to1  string
+	logLevel string
+}
+
+// parseFlags reads flags; every flag also reads CHORUS_<NAME> from the
+// environment (flags win).
+func parseFlags(args []string, getenv func(string) string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("chorus", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v := getenv("CHORUS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&o.listen, "listen", env("listen", "127.0.0.1:7880"), "HTTP and WebSocket address (env CHORUS_LISTEN)")
+	port, err := strconv.Atoi(env("udp-port", "7882"))
+	if err != nil {
+		return o, fmt.Errorf("CHORUS_UDP_PORT: %w", err)
+	}
+	fs.IntVar(&o.udpPort, "udp-port", port, "the single UDP port for all media (env CHORUS_UDP_PORT)")
+	fs.StringVar(&o.udpIP, "udp-ip", env("udp-ip", ""),
+		"local IP for media; default: loopback when --listen is loopback, else every interface (env CHORUS_UDP_IP)")
+	fs.StringVar(&o.nat1to1, "nat-1to1-ips", env("nat-1to1-ips", ""),
+		"comma-separated public IPs advertised for media (env CHORUS_NAT_1TO1_IPS)")
+	fs.StringVar(&o.logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func run(args []string, getenv func(string) string) error {
+	o, err := parseFlags(args, getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var nat []string
+	if o.nat1to1 != "" {
+		nat = strings.Split(o.nat1to1, ",")
+	}
+	srv, err := server.Start(server.Config{Listen: o.listen, UDPPort: o.udpPort, UDPIP: o.udpIP, NAT1To1IPs: nat, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("chorus started", "http", o.listen, "media", fmt.Sprint(srv.MediaAddrs()))
+	fmt.Printf("Chorus is running. Open %s?room=demo in two browser tabs to start a call.\n", srv.URL())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sigs:
+		log.Info("shutting down", "signal", s.String())
+	case err := <-srv.Done():
+		if !errors.Is(err, http.ErrServerClosed) {
+			_ = srv.Close()
+			return err
+		}
+	}
+	return srv.Close()
+}

@@ -1,0 +1,100 @@
+// Package server wires the SFU, the signaling endpoints and the bundled web
+// client into one HTTP server.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/chorus-sfu/chorus/sfu"
+	"github.com/chorus-sfu/chorus/signaling"
+	"github.com/chorus-sfu/chorus/web"
+)
+
+// Config configures a Chorus server.
+type Config struct {
+	Listen     string   // HTTP address, e.g. "127.0.0.1:7880"
+	UDPPort    int      // media UDP port, 0 = ephemeral
+	UDPIP      string   // restrict media to this IP; empty: loopback when Listen is loopback, else all
+	NAT1To1IPs []string // public IPs to advertise
+	Logger     *slog.Logger
+}
+
+// Server is a running Chorus server.
+type Server struct {
+	sfu  *sfu.SFU
+	sig  *signaling.Server
+	http *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// Start listens and serves in the background.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	udpIP := cfg.UDPIP
+	if udpIP == "" {
+		if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+			udpIP = a.IP.String()
+		}
+	}
+	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: udpIP, NAT1To1IPs: cfg.NAT1To1IPs, Logger: cfg.Logger})
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	sig := signaling.NewServer(s, signaling.Config{Logger: cfg.Logger})
+	mux := http.NewServeMux()
+	sig.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /", web.Handler())
+	srv := &Server{
+		sfu: s, sig: sig, ln: ln, done: make(chan error, 1),
+		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)},
+	}
+	go func() { srv.done <- srv.http.Serve(ln) }()
+	return srv, nil
+}
+
+// URL is the address a browser opens.
+func (s *Server) URL() string {
+	a := s.ln.Addr().(*net.TCPAddr)
+	host := a.IP.String()
+	if a.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return fmt.Sprintf("http://%s/", net.JoinHostPort(host, fmt.Sprint(a.Port)))
+}
+
+// SFU is the server's media core.
+func (s *Server) SFU() *sfu.SFU { return s.sfu }
+
+// MediaAddrs are the UDP addresses media arrives on.
+func (s *Server) MediaAddrs() []net.Addr { return s.sfu.LocalAddrs() }
+
+// Done reports the HTTP server's end.
+func (s *Server) Done() <-chan error { return s.done }
+
+// Close stops accepting, ends every session and closes the media port.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.sig.Close()
+	err := s.http.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = s.http.Close()
+	}
+	return errors.Join(err, s.sfu.Close())
+}

@@ -1,0 +1,461 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+type subscription struct {
+	down   *DownTrack
+	sender *webrtc.RTPSender
+}
+
+// Participant is a room member with up to two PeerConnections: a publisher
+// connection, on which the client offers its tracks, and a subscriber
+// connection, on which the server offers everyone else's tracks (or, for
+// WHEP, answers the client's offer).
+type Participant struct {
+	id            string
+	name          string
+	sfu           *SFU
+	room          *Room
+	listener      Listener
+	log           *slog.Logger
+	canPublish    bool
+	canSubscribe  bool
+	autoSubscribe bool
+	joinSeq       int // guarded by room.mu
+
+	expected atomic.Int32 // media sections the publisher negotiated
+
+	mu        sync.Mutex
+	closed    bool
+	pub, sub  *webrtc.PeerConnection
+	published map[string]*UpTrack // by track ID
+	muted     map[string]bool     // by publisher track ID, for tracks not yet arrived
+	subs      map[string]subscription
+	wg        sync.WaitGroup
+}
+
+func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
+	id := newID("PA")
+	return &Participant{
+		id: id, name: o.Name, sfu: s, room: r, listener: o.Listener,
+		log:        s.log.With("room", r.name, "participant", id, "name", o.Name),
+		canPublish: o.Publish, canSubscribe: o.Subscribe, autoSubscribe: o.AutoSubscribe && o.Subscribe,
+		published: map[string]*UpTrack{}, muted: map[string]bool{}, subs: map[string]subscription{},
+	}
+}
+
+// ID is the participant's server-assigned ID.
+func (p *Participant) ID() string { return p.id }
+
+// Name is the participant's display name.
+func (p *Participant) Name() string { return p.name }
+
+// Room is the participant's room.
+func (p *Participant) Room() *Room { return p.room }
+
+func (p *Participant) info(tracks []TrackInfo) ParticipantInfo {
+	return ParticipantInfo{ID: p.id, Name: p.name, Tracks: tracks}
+}
+
+// newPC creates one of the participant's PeerConnections. Called with p.mu held.
+func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
+	pc, err := p.sfu.api.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		p.log.Debug("connection state", "pc", target, "state", s.String())
+		if s == webrtc.PeerConnectionStateFailed {
+			p.listener.ConnectionFailed(target)
+		}
+	})
+	if target == TargetPublisher {
+		pc.OnTrack(p.onTrack)
+	} else {
+		pc.OnNegotiationNeeded(func() {
+			if p.autoSubscribe {
+				p.listener.SubscriberNegotiationNeeded()
+			}
+		})
+	}
+	return pc, nil
+}
+
+// HandlePublisherOffer applies the client's offer on the publisher
+// connection (creating it on first use) and returns the complete answer,
+// candidates included.
+func (p *Participant) HandlePublisherOffer(offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	if !p.canPublish {
+		return webrtc.SessionDescription{}, ErrNoPublisher
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return webrtc.SessionDescription{}, ErrClosed
+	}
+	if p.pub == nil {
+		pc, err := p.newPC(TargetPublisher)
+		if err != nil {
+			p.mu.Unlock()
+			return webrtc.SessionDescription{}, err
+		}
+		p.pub = pc
+	}
+	pc := p.pub
+	p.mu.Unlock()
+
+	ans, err := answer(pc, offer)
+	if err != nil {
+		return ans, err
+	}
+	n := 0
+	for _, tr := range pc.GetTransceivers() {
+		if d := tr.Direction(); d == webrtc.RTPTransceiverDirectionRecvonly || d == webrtc.RTPTransceiverDirectionSendrecv {
+			n++
+		}
+	}
+	p.expected.Store(int32(n))
+	return ans, nil
+}
+
+// answer applies a remote offer and returns the local answer once ICE
+// gathering has completed (the single UDP port makes that immediate).
+func answer(pc *webrtc.PeerConnection, offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	if offer.Type != webrtc.SDPTypeOffer || offer.SDP == "" {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: expected a non-empty offer", ErrBadSDP)
+	}
+	if err := pc.SetRemoteDescription(offer); err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: create answer: %w", ErrBadSDP, err)
+	}
+	return setLocal(pc, ans)
+}
+
+func setLocal(pc *webrtc.PeerConnection, d webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(d); err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("set local description: %w", err)
+	}
+	<-gathered
+	return *pc.LocalDescription(), nil
+}
+
+func (p *Participant) subscriberPC() (*webrtc.PeerConnection, error) {
+	if !p.canSubscribe {
+		return nil, ErrNoSubscriber
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	if p.sub == nil {
+		pc, err := p.newPC(TargetSubscriber)
+		if err != nil {
+			return nil, err
+		}
+		p.sub = pc
+	}
+	return p.sub, nil
+}
+
+// CreateSubscriberOffer returns a server offer for the subscriber
+// connection describing the current subscriptions.
+func (p *Participant) CreateSubscriberOffer() (webrtc.SessionDescription, error) {
+	pc, err := p.subscriberPC()
+	if err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("create offer: %w", err)
+	}
+	return setLocal(pc, offer)
+}
+
+// HandleSubscriberAnswer applies the client's answer to a server offer.
+func (p *Participant) HandleSubscriberAnswer(ans webrtc.SessionDescription) error {
+	pc, err := p.subscriberPC()
+	if err != nil {
+		return err
+	}
+	if ans.Type != webrtc.SDPTypeAnswer || ans.SDP == "" {
+		return fmt.Errorf("%w: expected a non-empty answer", ErrBadSDP)
+	}
+	if err := pc.SetRemoteDescription(ans); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	return nil
+}
+
+// HandleSubscriberOffer answers a client-initiated subscription (WHEP): the
+// given tracks are attached to the offer's receive-only sections.
+func (p *Participant) HandleSubscriberOffer(offer webrtc.SessionDescription, tracks []*UpTrack) (webrtc.SessionDescription, error) {
+	pc, err := p.subscriberPC()
+	if err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	if offer.Type != webrtc.SDPTypeOffer || offer.SDP == "" {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: expected a non-empty offer", ErrBadSDP)
+	}
+	if err := pc.SetRemoteDescription(offer); err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	p.room.mu.Lock()
+	for _, t := range tracks {
+		if p.room.tracks[t.info.ID] == t {
+			p.subscribe(t)
+		}
+	}
+	p.room.mu.Unlock()
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: create answer: %w", ErrBadSDP, err)
+	}
+	return setLocal(pc, ans)
+}
+
+// AddICECandidate adds a trickled remote candidate to one connection.
+func (p *Participant) AddICECandidate(target Target, c webrtc.ICECandidateInit) error {
+	p.mu.Lock()
+	pc := p.pub
+	if target == TargetSubscriber {
+		pc = p.sub
+	}
+	p.mu.Unlock()
+	if pc == nil {
+		return fmt.Errorf("%w: no %s connection", ErrBadSDP, target)
+	}
+	if err := pc.AddICECandidate(c); err != nil {
+		return fmt.Errorf("%w: candidate: %w", ErrBadSDP, err)
+	}
+	return nil
+}
+
+// onTrack runs in pion's goroutine for each incoming track and becomes that
+// track's reader until the track ends.
+func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	pc := p.pub
+	info := TrackInfo{
+		ID: newID("TR"), ParticipantID: p.id, Kind: remote.Kind(),
+		MimeType: remote.Codec().MimeType, PublisherTrackID: remote.ID(),
+	}
+	up := NewUpTrack(UpTrackOptions{
+		Info: info, Codec: remote.Codec(), KeyframeInterval: p.sfu.cfg.KeyframeInterval, Logger: p.log,
+		RequestKeyframe: func(ssrc uint32) error {
+			return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+		},
+	})
+	up.muted.Store(p.muted[remote.ID()])
+	p.published[info.ID] = up
+	p.wg.Add(2)
+	p.mu.Unlock()
+
+	go func() { // drain RTCP so that pion's interceptors see sender reports
+		defer p.wg.Done()
+		for {
+			if _, _, err := recv.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	p.log.Info("track published", "track", info.ID, "kind", info.Kind.String(), "codec", info.MimeType)
+	p.room.publish(up)
+	defer p.wg.Done()
+	up.ReadLoop(remote)
+	p.room.unpublish(up)
+	p.mu.Lock()
+	delete(p.published, info.ID)
+	p.mu.Unlock()
+}
+
+// subscribe attaches a down track of t. Called with the room locked.
+func (p *Participant) subscribe(t *UpTrack) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || !p.canSubscribe {
+		return
+	}
+	if _, ok := p.subs[t.info.ID]; ok {
+		return
+	}
+	if p.sub == nil {
+		pc, err := p.newPC(TargetSubscriber)
+		if err != nil {
+			p.log.Warn("subscribe failed", "err", err)
+			return
+		}
+		p.sub = pc
+	}
+	d := NewDownTrack(t, DownTrackOptions{Logger: p.log})
+	sender, err := p.addDownTrack(d)
+	if err != nil {
+		d.Close()
+		p.log.Warn("subscribe failed", "track", t.info.ID, "err", err)
+		return
+	}
+	p.subs[t.info.ID] = subscription{down: d, sender: sender}
+	t.AddDownTrack(d)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		d.RTCPLoop(sender)
+	}()
+}
+
+// addDownTrack adds d to the subscriber connection, reusing a matching
+// receive-only section of a client offer (WHEP) when there is one, and
+// restricting the section's codecs to the publisher's codec.
+func (p *Participant) addDownTrack(d *DownTrack) (*webrtc.RTPSender, error) {
+	var tr *webrtc.RTPTransceiver
+	if p.autoSubscribe {
+		t, err := p.sub.AddTransceiverFromTrack(d,
+			webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, err
+		}
+		tr = t
+	} else {
+		sender, err := p.sub.AddTrack(d)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range p.sub.GetTransceivers() {
+			if t.Sender() == sender {
+				tr = t
+			}
+		}
+	}
+	if tr == nil {
+		return nil, fmt.Errorf("sfu: no transceiver for %s", d.id)
+	}
+	if err := tr.SetCodecPreferences(p.sfu.codecsFor(d.up.codec)); err != nil {
+		p.log.Debug("codec preferences", "err", err)
+	}
+	return tr.Sender(), nil
+}
+
+// unsubscribe detaches the down track of t. Called with the room locked.
+func (p *Participant) unsubscribe(t *UpTrack) {
+	p.mu.Lock()
+	s, ok := p.subs[t.info.ID]
+	delete(p.subs, t.info.ID)
+	pc, closed := p.sub, p.closed
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	t.RemoveDownTrack(s.down)
+	if !closed && pc != nil {
+		if err := pc.RemoveTrack(s.sender); err != nil {
+			p.log.Debug("remove track", "err", err)
+		}
+	}
+	s.down.Close()
+}
+
+// SetTrackMuted records that the participant muted or unmuted one of its own
+// tracks (by server track ID or by its own track ID) and tells the room.
+func (p *Participant) SetTrackMuted(trackID string, muted bool) error {
+	p.mu.Lock()
+	var found *UpTrack
+	for _, t := range p.published {
+		if t.info.ID == trackID || t.info.PublisherTrackID == trackID {
+			found = t
+			break
+		}
+	}
+	if found == nil {
+		p.muted[trackID] = muted // applied when the track arrives
+	}
+	p.mu.Unlock()
+	if found == nil {
+		return nil
+	}
+	if found.muted.Swap(muted) != muted {
+		p.room.trackMuted(found)
+	}
+	return nil
+}
+
+// Subscriptions returns the participant's down tracks.
+func (p *Participant) Subscriptions() []*DownTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*DownTrack, 0, len(p.subs))
+	for _, s := range p.subs {
+		out = append(out, s.down)
+	}
+	return out
+}
+
+// Published returns the participant's up tracks.
+func (p *Participant) Published() []*UpTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*UpTrack, 0, len(p.published))
+	for _, t := range p.published {
+		out = append(out, t)
+	}
+	return out
+}
+
+// WaitPublished waits (until ctx ends) for the tracks the participant
+// negotiated to arrive and returns them.
+func (p *Participant) WaitPublished(ctx context.Context) []*UpTrack {
+	return p.room.WaitTracks(ctx, p)
+}
+
+// Close leaves the room: the participant's tracks are unpublished, its
+// connections closed, and every goroutine it started has ended on return.
+func (p *Participant) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.room.removeParticipant(p)
+
+	p.mu.Lock()
+	pub, sub := p.pub, p.sub
+	subs := p.subs
+	p.subs = map[string]subscription{}
+	p.mu.Unlock()
+
+	for _, s := range subs {
+		s.down.up.RemoveDownTrack(s.down)
+	}
+	for _, pc := range []*webrtc.PeerConnection{pub, sub} {
+		if pc != nil {
+			if err := pc.Close(); err != nil {
+				p.log.Debug("close peer connection", "err", err)
+			}
+		}
+	}
+	for _, s := range subs {
+		s.down.Close()
+	}
+	p.wg.Wait()
+}

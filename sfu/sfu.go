@@ -1,0 +1,213 @@
+// Package sfu holds rooms, participants, publisher tracks (up tracks) and
+// subscriber tracks (down tracks), the packet cache and RTCP handling. It
+// knows nothing of the signaling protocol: package signaling translates
+// messages into calls of this package.
+package sfu
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures an SFU.
+type Config struct {
+	// UDPPort is the single UDP port all media uses (ICE UDP mux); 0 picks
+	// an ephemeral port.
+	UDPPort int
+	// UDPIP restricts media to one local IP address (e.g. 127.0.0.1). Empty
+	// means every interface, loopback included.
+	UDPIP string
+	// NAT1To1IPs are public addresses advertised instead of the local ones.
+	NAT1To1IPs []string
+	// KeyframeInterval is the minimum time between keyframe requests sent to
+	// one publisher stream (default 500 ms).
+	KeyframeInterval time.Duration
+	Logger           *slog.Logger
+}
+
+// SFU is the media server: a directory of rooms and the WebRTC API that
+// creates every PeerConnection with one configuration.
+type SFU struct {
+	cfg    Config
+	log    *slog.Logger
+	api    *webrtc.API
+	mux    *ice.MultiUDPMuxDefault
+	codecs []webrtc.RTPCodecParameters
+	rooms  RoomDirectory
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New creates an SFU and opens its UDP port.
+func New(cfg Config) (*SFU, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.KeyframeInterval == 0 {
+		cfg.KeyframeInterval = 500 * time.Millisecond
+	}
+	s := &SFU{cfg: cfg, log: cfg.Logger}
+	s.rooms = newLocalRooms(s)
+
+	me := &webrtc.MediaEngine{}
+	s.codecs = supportedCodecs()
+	for _, c := range s.codecs {
+		kind := webrtc.RTPCodecTypeVideo
+		if strings.HasPrefix(c.MimeType, "audio/") {
+			kind = webrtc.RTPCodecTypeAudio
+		}
+		if err := me.RegisterCodec(c, kind); err != nil {
+			return nil, fmt.Errorf("register codec %s: %w", c.MimeType, err)
+		}
+	}
+	ir := &interceptor.Registry{}
+	// The SFU NACKs publishers for missing packets (generator), but answers
+	// subscribers' NACKs itself from the publisher's cache: no responder.
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("nack generator: %w", err)
+	}
+	ir.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, fmt.Errorf("rtcp reports: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+		return nil, fmt.Errorf("twcc: %w", err)
+	}
+
+	filter := func(ip net.IP) bool { return true }
+	if cfg.UDPIP != "" {
+		want := net.ParseIP(cfg.UDPIP)
+		if want == nil {
+			return nil, fmt.Errorf("sfu: bad UDP IP %q", cfg.UDPIP)
+		}
+		filter = func(ip net.IP) bool { return ip.Equal(want) }
+	}
+	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort,
+		ice.UDPMuxFromPortWithLoopback(),
+		ice.UDPMuxFromPortWithIPFilter(filter),
+		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+	if err != nil {
+		return nil, fmt.Errorf("sfu: open UDP port %d: %w", cfg.UDPPort, err)
+	}
+	s.mux = mux
+
+	var se webrtc.SettingEngine
+	se.SetICEUDPMux(mux)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(filter)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if ip := net.ParseIP(cfg.UDPIP); ip != nil && ip.IsLoopback() {
+		// A loopback-bound server cannot reach other addresses: ignore them.
+		se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	if len(cfg.NAT1To1IPs) > 0 {
+		se.SetNAT1To1IPs(cfg.NAT1To1IPs, webrtc.ICECandidateTypeHost)
+	}
+	s.api = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(se))
+	return s, nil
+}
+
+// supportedCodecs are the codecs Chorus negotiates, in order of preference.
+func supportedCodecs() []webrtc.RTPCodecParameters {
+	videoFB := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	v := func(pt webrtc.PayloadType, mime, fmtp string) webrtc.RTPCodecParameters {
+		return webrtc.RTPCodecParameters{PayloadType: pt, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: videoFB}}
+	}
+	return []webrtc.RTPCodecParameters{
+		{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: MimeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}},
+		v(96, MimeVP8, ""),
+		v(98, MimeVP9, "profile-id=0"),
+		v(102, MimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+		v(104, MimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
+	}
+}
+
+// codecsFor returns the server's codecs that can carry a publisher's codec.
+func (s *SFU) codecsFor(c webrtc.RTPCodecParameters) []webrtc.RTPCodecParameters {
+	var out []webrtc.RTPCodecParameters
+	for _, sc := range s.codecs {
+		if !strings.EqualFold(sc.MimeType, c.MimeType) {
+			continue
+		}
+		if strings.EqualFold(c.MimeType, MimeH264) && !h264Compatible(sc.SDPFmtpLine, c.SDPFmtpLine) {
+			continue
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+// LocalAddrs are the UDP addresses media is received on.
+func (s *SFU) LocalAddrs() []net.Addr { return s.mux.GetListenAddresses() }
+
+// Rooms is the room directory.
+func (s *SFU) Rooms() RoomDirectory { return s.rooms }
+
+// JoinOptions describe a new participant.
+type JoinOptions struct {
+	Name     string
+	Listener Listener
+	// Publish allows the participant to send media (a publisher PeerConnection).
+	Publish bool
+	// Subscribe gives the participant a subscriber PeerConnection.
+	Subscribe bool
+	// AutoSubscribe subscribes to every other participant's tracks, now and
+	// as they are published, renegotiating as needed. Without it, tracks are
+	// attached only by HandleSubscriberOffer (WHEP).
+	AutoSubscribe bool
+}
+
+// Join adds a participant to a room, creating the room if needed.
+func (s *SFU) Join(room string, o JoinOptions) (*Participant, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if o.Listener == nil {
+		o.Listener = NopListener{}
+	}
+	for {
+		r := s.rooms.GetOrCreate(room)
+		p := newParticipant(s, r, o)
+		err := r.addParticipant(p)
+		if err == nil {
+			return p, nil
+		}
+		if err != ErrRoomClosed {
+			return nil, err
+		}
+		// the room closed between lookup and join: create a fresh one
+	}
+}
+
+// Close closes every room and the UDP port.
+func (s *SFU) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	for _, r := range s.rooms.List() {
+		r.Close()
+	}
+	return s.mux.Close()
+}

@@ -1,0 +1,264 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// RTPSource is where an up track reads its packets from (a *webrtc.TrackRemote
+// in production, a synthetic source in tests and benchmarks).
+type RTPSource interface {
+	Read(b []byte) (int, interceptor.Attributes, error)
+}
+
+// KeyframeRequester sends one keyframe request (PLI) to the publisher.
+type KeyframeRequester func(ssrc uint32) error
+
+// UpTrackStats are counters of one incoming stream.
+type UpTrackStats struct {
+	Packets          uint64
+	Bytes            uint64
+	KeyframeRequests uint64 // PLIs actually sent upstream
+	Malformed        uint64
+}
+
+// UpTrack is one incoming stream from a publisher. A single reader goroutine
+// stores each packet once in the packet cache and hands a reference to every
+// subscribed down track from a copy-on-write list, without holding a lock.
+type UpTrack struct {
+	info       TrackInfo
+	codec      webrtc.RTPCodecParameters
+	isVideo    bool
+	cache      *PacketCache
+	isKeyframe keyframeFunc
+	requestKF  KeyframeRequester
+	log        *slog.Logger
+
+	ssrc  atomic.Uint32
+	muted atomic.Bool
+	downs atomic.Pointer[[]*DownTrack]
+	mu    sync.Mutex // serialises changes of downs, and guards kf and kfTimer
+	kf    keyframeLimiter
+	timer *time.Timer
+	done  chan struct{}
+
+	packets, bytes, plis, malformed atomic.Uint64
+
+	// reader state, owned by the reader goroutine
+	havePrev bool
+	lastTS   uint32
+	lastSeq  uint16
+}
+
+// UpTrackOptions configures an UpTrack.
+type UpTrackOptions struct {
+	Info  TrackInfo
+	Codec webrtc.RTPCodecParameters
+	// CacheSize is the number of packets kept for retransmission
+	// (default 1024 for video, 256 for audio).
+	CacheSize int
+	// KeyframeInterval is the minimum time between two PLIs sent upstream
+	// (default 500 ms).
+	KeyframeInterval time.Duration
+	RequestKeyframe  KeyframeRequester
+	Logger           *slog.Logger
+}
+
+// NewUpTrack creates an up track; call ReadLoop to start forwarding.
+func NewUpTrack(o UpTrackOptions) *UpTrack {
+	isVideo := o.Info.Kind == webrtc.RTPCodecTypeVideo
+	if o.CacheSize == 0 {
+		o.CacheSize = 256
+		if isVideo {
+			o.CacheSize = 1024
+		}
+	}
+	if o.KeyframeInterval == 0 {
+		o.KeyframeInterval = 500 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.RequestKeyframe == nil {
+		o.RequestKeyframe = func(uint32) error { return nil }
+	}
+	t := &UpTrack{
+		info:       o.Info,
+		codec:      o.Codec,
+		isVideo:    isVideo,
+		cache:      NewPacketCache(o.CacheSize),
+		isKeyframe: keyframeDetector(o.Codec.MimeType),
+		requestKF:  o.RequestKeyframe,
+		log:        o.Logger.With("track", o.Info.ID, "kind", o.Info.Kind.String()),
+		kf:         keyframeLimiter{interval: o.KeyframeInterval},
+		done:       make(chan struct{}),
+	}
+	t.downs.Store(&[]*DownTrack{})
+	return t
+}
+
+// Info describes the track.
+func (t *UpTrack) Info() TrackInfo {
+	i := t.info
+	i.Muted = t.muted.Load()
+	return i
+}
+
+// Codec is the publisher's negotiated codec.
+func (t *UpTrack) Codec() webrtc.RTPCodecParameters { return t.codec }
+
+// Cache is the track's packet cache.
+func (t *UpTrack) Cache() *PacketCache { return t.cache }
+
+// Done is closed when the reader loop has ended.
+func (t *UpTrack) Done() <-chan struct{} { return t.done }
+
+// Stats returns the track's counters.
+func (t *UpTrack) Stats() UpTrackStats {
+	return UpTrackStats{
+		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
+		KeyframeRequests: t.plis.Load(), Malformed: t.malformed.Load(),
+	}
+}
+
+// ReadLoop reads packets until src fails, then closes Done. It is the one
+// reader goroutine of this track.
+func (t *UpTrack) ReadLoop(src RTPSource) {
+	defer t.stop()
+	buf := make([]byte, maxPacketSize+64)
+	for {
+		n, _, err := src.Read(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.log.Debug("up track read ended", "err", err)
+			}
+			return
+		}
+		t.handlePacket(buf[:n])
+	}
+}
+
+func (t *UpTrack) stop() {
+	t.mu.Lock()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.mu.Unlock()
+	close(t.done)
+}
+
+// handlePacket stores one packet and fans it out. Called only by the reader.
+func (t *UpTrack) handlePacket(b []byte) {
+	r, err := parseRTP(b)
+	if err != nil {
+		t.malformed.Add(1)
+		return
+	}
+	t.ssrc.Store(r.ssrc)
+	t.packets.Add(1)
+	t.bytes.Add(uint64(len(b)))
+
+	inOrder := !t.havePrev || seqNewer(r.seq, t.lastSeq)
+	frameStart := !t.havePrev || (inOrder && r.timestamp != t.lastTS)
+	if inOrder {
+		t.havePrev, t.lastSeq, t.lastTS = true, r.seq, r.timestamp
+	}
+	p := CachedPacket{
+		SeqNum:      r.seq,
+		Timestamp:   r.timestamp,
+		Marker:      r.marker,
+		PayloadType: r.payloadType,
+		PaddingSize: r.paddingSize,
+		FrameStart:  frameStart || !t.isVideo,
+		Keyframe:    !t.isVideo || (len(r.payload) > 0 && t.isKeyframe(r.payload)),
+	}
+	if !t.cache.Put(p, r.payload) {
+		t.malformed.Add(1)
+		return
+	}
+	for _, d := range *t.downs.Load() {
+		d.enqueue(p)
+	}
+}
+
+func seqNewer(a, b uint16) bool { return a != b && a-b < 0x8000 }
+
+// AddDownTrack subscribes d to this track and asks for a keyframe so that
+// the new subscriber can start decoding promptly.
+func (t *UpTrack) AddDownTrack(d *DownTrack) {
+	t.mu.Lock()
+	old := *t.downs.Load()
+	next := make([]*DownTrack, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, d)
+	t.downs.Store(&next)
+	t.mu.Unlock()
+}
+
+// RemoveDownTrack unsubscribes d. Packets already handed to d may still be
+// written by d's writer until d is closed.
+func (t *UpTrack) RemoveDownTrack(d *DownTrack) {
+	t.mu.Lock()
+	old := *t.downs.Load()
+	next := make([]*DownTrack, 0, len(old))
+	for _, x := range old {
+		if x != d {
+			next = append(next, x)
+		}
+	}
+	t.downs.Store(&next)
+	t.mu.Unlock()
+}
+
+// DownTrackCount is the number of subscribers.
+func (t *UpTrack) DownTrackCount() int { return len(*t.downs.Load()) }
+
+// RequestKeyframe asks the publisher for a keyframe. Requests from any
+// number of subscribers are merged: at most one PLI per KeyframeInterval.
+func (t *UpTrack) RequestKeyframe() {
+	if !t.isVideo {
+		return
+	}
+	t.mu.Lock()
+	send, delay := t.kf.request(time.Now())
+	if delay > 0 {
+		select {
+		case <-t.done:
+		default:
+			t.timer = time.AfterFunc(delay, t.fireDeferred)
+		}
+	}
+	t.mu.Unlock()
+	if send {
+		t.sendPLI()
+	}
+}
+
+func (t *UpTrack) fireDeferred() {
+	t.mu.Lock()
+	t.kf.fire(time.Now())
+	t.mu.Unlock()
+	select {
+	case <-t.done:
+	default:
+		t.sendPLI()
+	}
+}
+
+func (t *UpTrack) sendPLI() {
+	ssrc := t.ssrc.Load()
+	if ssrc == 0 {
+		return
+	}
+	t.plis.Add(1)
+	if err := t.requestKF(ssrc); err != nil {
+		t.log.Debug("keyframe request failed", "err", err)
+	}
+}

@@ -1,0 +1,179 @@
+// Package signaling implements the Chorus WebSocket protocol (docs/protocol.md)
+// and the WHIP/WHEP endpoints. It translates messages into calls of package
+// sfu and sfu events into messages; it owns each connection's negotiation
+// state machine.
+package signaling
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Message types. Client to server: join, offer (publisher), answer
+// (subscriber), candidate, mute, leave, ping. Server to client: joined,
+// answer (publisher), offer (subscriber), candidate, participantJoined,
+// participantLeft, trackPublished, trackUnpublished, trackMuted, error, pong.
+const (
+	TypeJoin              = "join"
+	TypeJoined            = "joined"
+	TypeOffer             = "offer"
+	TypeAnswer            = "answer"
+	TypeCandidate         = "candidate"
+	TypeMute              = "mute"
+	TypeLeave             = "leave"
+	TypePing              = "ping"
+	TypePong              = "pong"
+	TypeParticipantJoined = "participantJoined"
+	TypeParticipantLeft   = "participantLeft"
+	TypeTrackPublished    = "trackPublished"
+	TypeTrackUnpublished  = "trackUnpublished"
+	TypeTrackMuted        = "trackMuted"
+	TypeError             = "error"
+)
+
+// Error codes carried by error messages. They are stable: clients branch on them.
+const (
+	CodeBadJSON          = "bad_json"
+	CodeUnknownType      = "unknown_type"
+	CodeTooLarge         = "too_large"
+	CodeNotJoined        = "not_joined"
+	CodeAlreadyJoined    = "already_joined"
+	CodeBadRequest       = "bad_request"
+	CodeBadSDP           = "bad_sdp"
+	CodeConnectionFailed = "connection_failed"
+	CodeInternal         = "internal"
+)
+
+// Targets of offer, answer and candidate messages.
+const (
+	TargetPublisher  = "publisher"
+	TargetSubscriber = "subscriber"
+)
+
+// Limits of the protocol.
+const (
+	MaxMessageSize = 256 << 10 // bytes of one WebSocket message
+	MaxRoomLen     = 128
+	MaxNameLen     = 64
+)
+
+// Message is every protocol message; Type says which fields are used.
+type Message struct {
+	Type string `json:"type"`
+	// ID is an optional client-chosen request id, echoed in the reply or error.
+	ID           string                   `json:"id,omitempty"`
+	Room         string                   `json:"room,omitempty"`
+	Name         string                   `json:"name,omitempty"`
+	Target       string                   `json:"target,omitempty"`
+	SDP          string                   `json:"sdp,omitempty"`
+	Candidate    *webrtc.ICECandidateInit `json:"candidate,omitempty"`
+	TrackID      string                   `json:"trackId,omitempty"`
+	Muted        *bool                    `json:"muted,omitempty"`
+	Participant  *Participant             `json:"participant,omitempty"`
+	Participants []Participant            `json:"participants,omitempty"`
+	Track        *Track                   `json:"track,omitempty"`
+	Code         string                   `json:"code,omitempty"`
+	Message      string                   `json:"message,omitempty"`
+}
+
+// Participant describes a room member.
+type Participant struct {
+	ID     string  `json:"id"`
+	Name   string  `json:"name"`
+	Tracks []Track `json:"tracks"`
+}
+
+// Track describes a published track. Subscribers receive it with track id
+// ID in a stream whose id is ParticipantID.
+type Track struct {
+	ID            string `json:"id"`
+	ParticipantID string `json:"participantId"`
+	Kind          string `json:"kind"`  // "audio" or "video"
+	Codec         string `json:"codec"` // MIME type, e.g. "video/VP8"
+	Muted         bool   `json:"muted"`
+	// PublisherTrackID is the id the publisher gave the track in its SDP.
+	PublisherTrackID string `json:"publisherTrackId,omitempty"`
+}
+
+// ProtocolError is an error reported to one client.
+type ProtocolError struct {
+	Code string
+	Msg  string
+}
+
+func (e *ProtocolError) Error() string { return e.Code + ": " + e.Msg }
+
+func protoErr(code, format string, args ...any) *ProtocolError {
+	return &ProtocolError{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Decode parses and validates one client message. Errors are
+// *ProtocolError values with a stable code.
+func Decode(data []byte) (Message, error) {
+	var m Message
+	if len(data) > MaxMessageSize {
+		return m, protoErr(CodeTooLarge, "message of %d bytes exceeds %d", len(data), MaxMessageSize)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return m, protoErr(CodeBadJSON, "malformed JSON at byte %d", se.Offset)
+		}
+		return m, protoErr(CodeBadJSON, "malformed message: %v", err)
+	}
+	switch m.Type {
+	case "":
+		return m, protoErr(CodeBadRequest, "missing message type")
+	case TypeJoin:
+		if m.Room == "" || len(m.Room) > MaxRoomLen {
+			return m, protoErr(CodeBadRequest, "room must be 1 to %d bytes", MaxRoomLen)
+		}
+		if len(m.Name) > MaxNameLen {
+			return m, protoErr(CodeBadRequest, "name must be at most %d bytes", MaxNameLen)
+		}
+		if !printable(m.Room) || !printable(m.Name) {
+			return m, protoErr(CodeBadRequest, "room and name must be printable text")
+		}
+	case TypeOffer, TypeAnswer:
+		if m.SDP == "" {
+			return m, protoErr(CodeBadSDP, "%s without sdp", m.Type)
+		}
+		if err := checkTarget(m); err != nil {
+			return m, err
+		}
+	case TypeCandidate:
+		if m.Candidate == nil {
+			return m, protoErr(CodeBadRequest, "candidate message without candidate")
+		}
+		if err := checkTarget(m); err != nil {
+			return m, err
+		}
+	case TypeMute:
+		if m.TrackID == "" || m.Muted == nil {
+			return m, protoErr(CodeBadRequest, "mute needs trackId and muted")
+		}
+	case TypeLeave, TypePing:
+	default:
+		return m, protoErr(CodeUnknownType, "unknown message type %q", m.Type)
+	}
+	return m, nil
+}
+
+func checkTarget(m Message) error {
+	if m.Target != TargetPublisher && m.Target != TargetSubscriber {
+		return protoErr(CodeBadRequest, "target must be %q or %q", TargetPublisher, TargetSubscriber)
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == 0xFFFD {
+			return false
+		}
+	}
+	return true
+}

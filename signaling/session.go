@@ -1,0 +1,370 @@
+package signaling
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/sfu"
+)
+
+const (
+	outQueueSize = 256
+	writeTimeout = 10 * time.Second
+	pongWait     = 60 * time.Second
+	pingPeriod   = 25 * time.Second
+)
+
+// session is one WebSocket connection: a reader goroutine, a writer
+// goroutine, and the loop goroutine (run) that owns all negotiation state.
+type session struct {
+	srv  *Server
+	conn *websocket.Conn
+	log  *slog.Logger
+
+	in     chan []byte      // reader -> loop
+	out    chan []byte      // anyone -> writer
+	negot  chan struct{}    // subscriber negotiation needed (cap 1)
+	failed chan sfu.Target  // connection failures (cap 2)
+	done   chan struct{}    // closed when the session ends
+	once   sync.Once
+	wg     sync.WaitGroup
+
+	// owned by the loop goroutine
+	p           *sfu.Participant
+	negotiating bool // a server offer awaits the client's answer
+	pending     bool // another offer is needed after it
+}
+
+func newSession(srv *Server, conn *websocket.Conn) *session {
+	return &session{
+		srv: srv, conn: conn, log: srv.log.With("remote", conn.RemoteAddr().String()),
+		in: make(chan []byte, 16), out: make(chan []byte, outQueueSize),
+		negot: make(chan struct{}, 1), failed: make(chan sfu.Target, 2), done: make(chan struct{}),
+	}
+}
+
+// stop ends the session; safe to call from any goroutine, any number of times.
+func (s *session) stop() { s.once.Do(func() { close(s.done) }) }
+
+// run serves the connection until it closes; every goroutine the session
+// started has ended on return.
+func (s *session) run() {
+	s.conn.SetReadLimit(MaxMessageSize)
+	s.wg.Add(2)
+	go s.readLoop()
+	go s.writeLoop()
+	s.loop()
+	s.stop()
+	if s.p != nil {
+		s.p.Close()
+	}
+	_ = s.conn.Close() // unblocks the reader
+	s.wg.Wait()
+}
+
+func (s *session) readLoop() {
+	defer s.wg.Done()
+	defer s.stop()
+	_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	s.conn.SetPongHandler(func(string) error { return s.conn.SetReadDeadline(time.Now().Add(pongWait)) })
+	for {
+		kind, data, err := s.conn.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				s.sendError("", protoErr(CodeTooLarge, "message exceeds %d bytes", MaxMessageSize))
+				s.closeAfterFlush(websocket.CloseMessageTooBig, "message too large")
+			}
+			return
+		}
+		_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		if kind != websocket.TextMessage {
+			s.sendError("", protoErr(CodeBadJSON, "binary messages are not supported"))
+			continue
+		}
+		select {
+		case s.in <- data:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// closeAfterFlush asks the writer to send a close frame after queued messages.
+func (s *session) closeAfterFlush(code int, reason string) {
+	select {
+	case s.out <- closeFrame(code, reason):
+	default:
+	}
+}
+
+func closeFrame(code int, reason string) []byte {
+	return append([]byte{0}, websocket.FormatCloseMessage(code, reason)...)
+}
+
+func (s *session) writeLoop() {
+	defer s.wg.Done()
+	ping := time.NewTicker(pingPeriod)
+	defer ping.Stop()
+	for {
+		select {
+		case data := <-s.out:
+			_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if len(data) > 0 && data[0] == 0 { // close frame
+				_ = s.conn.WriteMessage(websocket.CloseMessage, data[1:])
+				s.stop()
+				return
+			}
+			if err := s.conn.WriteMessage(websocket.TextMessage, data); err != nil {
+				s.stop()
+				return
+			}
+		case <-ping.C:
+			_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if err := s.conn.WriteMessage(websocket.PingMessage, nil); err != nil {
+				s.stop()
+				return
+			}
+		case <-s.done:
+			// flush what is queued, best effort, then leave
+			for {
+				select {
+				case data := <-s.out:
+					_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+					if len(data) > 0 && data[0] == 0 {
+						_ = s.conn.WriteMessage(websocket.CloseMessage, data[1:])
+						return
+					}
+					if s.conn.WriteMessage(websocket.TextMessage, data) != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// send queues a message. A client that does not read its messages fast
+// enough to keep the queue from filling is disconnected.
+func (s *session) send(m Message) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		s.log.Error("marshal message", "type", m.Type, "err", err)
+		return
+	}
+	select {
+	case s.out <- data:
+	case <-s.done:
+	default:
+		s.log.Warn("client too slow, closing")
+		s.stop()
+	}
+}
+
+func (s *session) sendError(id string, err error) {
+	var pe *ProtocolError
+	if !errors.As(err, &pe) {
+		pe = classify(err)
+	}
+	s.send(Message{Type: TypeError, ID: id, Code: pe.Code, Message: pe.Msg})
+}
+
+// classify maps sfu errors to protocol errors.
+func classify(err error) *ProtocolError {
+	switch {
+	case errors.Is(err, sfu.ErrBadSDP):
+		return protoErr(CodeBadSDP, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	case errors.Is(err, sfu.ErrNoPublisher), errors.Is(err, sfu.ErrNoSubscriber):
+		return protoErr(CodeBadRequest, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	default:
+		return protoErr(CodeInternal, "%s", err.Error())
+	}
+}
+
+func (s *session) loop() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case data := <-s.in:
+			m, err := Decode(data)
+			if err != nil {
+				s.sendError(m.ID, err)
+				continue
+			}
+			if !s.handle(m) {
+				return
+			}
+		case <-s.negot:
+			s.negotiate()
+		case target := <-s.failed:
+			s.sendError("", protoErr(CodeConnectionFailed, "%s connection failed", target))
+			s.closeAfterFlush(websocket.CloseNormalClosure, "connection failed")
+			return
+		}
+	}
+}
+
+// handle processes one valid message; it returns false when the session ends.
+func (s *session) handle(m Message) bool {
+	if m.Type == TypePing {
+		s.send(Message{Type: TypePong, ID: m.ID})
+		return true
+	}
+	if m.Type == TypeJoin {
+		if s.p != nil {
+			s.sendError(m.ID, protoErr(CodeAlreadyJoined, "already joined room %q", s.p.Room().Name()))
+			return true
+		}
+		s.join(m)
+		return true
+	}
+	if s.p == nil {
+		s.sendError(m.ID, protoErr(CodeNotJoined, "%q before join", m.Type))
+		return true
+	}
+	switch m.Type {
+	case TypeLeave:
+		s.closeAfterFlush(websocket.CloseNormalClosure, "left")
+		return false
+	case TypeOffer:
+		if m.Target != TargetPublisher {
+			s.sendError(m.ID, protoErr(CodeBadRequest, "the server makes subscriber offers; offer target must be publisher"))
+			return true
+		}
+		ans, err := s.p.HandlePublisherOffer(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP})
+		if err != nil {
+			s.sendError(m.ID, err)
+			return true
+		}
+		s.send(Message{Type: TypeAnswer, ID: m.ID, Target: TargetPublisher, SDP: ans.SDP})
+	case TypeAnswer:
+		if m.Target != TargetSubscriber || !s.negotiating {
+			s.sendError(m.ID, protoErr(CodeBadRequest, "no server offer is waiting for an answer"))
+			return true
+		}
+		s.negotiating = false
+		if err := s.p.HandleSubscriberAnswer(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
+			s.sendError(m.ID, err)
+		}
+		if s.pending {
+			s.pending = false
+			s.negotiate()
+		}
+	case TypeCandidate:
+		if err := s.p.AddICECandidate(sfu.Target(m.Target), *m.Candidate); err != nil {
+			s.sendError(m.ID, err)
+		}
+	case TypeMute:
+		if err := s.p.SetTrackMuted(m.TrackID, *m.Muted); err != nil {
+			s.sendError(m.ID, err)
+		}
+	}
+	return true
+}
+
+func (s *session) join(m Message) {
+	p, err := s.srv.sfu.Join(m.Room, sfu.JoinOptions{
+		Name: m.Name, Listener: (*sessionListener)(s),
+		Publish: true, Subscribe: true, AutoSubscribe: true,
+	})
+	if err != nil {
+		s.sendError(m.ID, err)
+		return
+	}
+	s.p = p
+	s.log = s.log.With("room", m.Room, "participant", p.ID())
+	var others []Participant
+	for _, pi := range p.Room().Participants() {
+		if pi.ID != p.ID() {
+			others = append(others, participantMsg(pi))
+		}
+	}
+	self := participantMsg(sfu.ParticipantInfo{ID: p.ID(), Name: p.Name()})
+	s.send(Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &self, Participants: others})
+}
+
+// negotiate sends a server offer on the subscriber connection, or marks
+// that one is needed once the current one is answered.
+func (s *session) negotiate() {
+	if s.p == nil {
+		return
+	}
+	if s.negotiating {
+		s.pending = true
+		return
+	}
+	offer, err := s.p.CreateSubscriberOffer()
+	if err != nil {
+		s.log.Warn("subscriber offer failed", "err", err)
+		s.sendError("", err)
+		return
+	}
+	s.negotiating = true
+	s.send(Message{Type: TypeOffer, Target: TargetSubscriber, SDP: offer.SDP})
+}
+
+func participantMsg(p sfu.ParticipantInfo) Participant {
+	out := Participant{ID: p.ID, Name: p.Name, Tracks: []Track{}}
+	for _, t := range p.Tracks {
+		out.Tracks = append(out.Tracks, trackMsg(t))
+	}
+	return out
+}
+
+func trackMsg(t sfu.TrackInfo) Track {
+	return Track{ID: t.ID, ParticipantID: t.ParticipantID, Kind: t.Kind.String(), Codec: t.MimeType,
+		Muted: t.Muted, PublisherTrackID: t.PublisherTrackID}
+}
+
+// sessionListener turns sfu events into messages. Its methods never block.
+type sessionListener session
+
+func (l *sessionListener) s() *session { return (*session)(l) }
+
+func (l *sessionListener) ParticipantJoined(p sfu.ParticipantInfo) {
+	pm := participantMsg(p)
+	l.s().send(Message{Type: TypeParticipantJoined, Participant: &pm})
+}
+
+func (l *sessionListener) ParticipantLeft(p sfu.ParticipantInfo) {
+	pm := participantMsg(p)
+	l.s().send(Message{Type: TypeParticipantLeft, Participant: &pm})
+}
+
+func (l *sessionListener) TrackPublished(t sfu.TrackInfo) {
+	tm := trackMsg(t)
+	l.s().send(Message{Type: TypeTrackPublished, Track: &tm})
+}
+
+func (l *sessionListener) TrackUnpublished(t sfu.TrackInfo) {
+	tm := trackMsg(t)
+	l.s().send(Message{Type: TypeTrackUnpublished, Track: &tm})
+}
+
+func (l *sessionListener) TrackMuted(t sfu.TrackInfo) {
+	tm := trackMsg(t)
+	l.s().send(Message{Type: TypeTrackMuted, Track: &tm})
+}
+
+func (l *sessionListener) SubscriberNegotiationNeeded() {
+	select {
+	case l.negot <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+func (l *sessionListener) ConnectionFailed(t sfu.Target) {
+	select {
+	case l.failed <- t:
+	default:
+	}
+}
