@@ -1,0 +1,249 @@
+// Package mediatest generates and checks synthetic media for tests and
+// benchmarks: numbered VP8 and Opus packets that a receiver can count, and
+// whose send time it can read back to measure latency.
+package mediatest
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Payload layout after the codec header: 4-byte index, 8-byte send time (ns).
+const (
+	vp8HeaderLen = 2
+	infoLen      = 12
+)
+
+// Source writes numbered packets to a local track and answers keyframe
+// requests by marking the next frame as a keyframe.
+type Source struct {
+	Track   *webrtc.TrackLocalStaticRTP
+	isVideo bool
+	size    int
+
+	mu        sync.Mutex
+	seq       uint16
+	ts        uint32
+	next      uint32
+	keyNeeded bool
+	plis      int
+	plisCh    chan struct{}
+}
+
+// NewVideoSource returns a VP8 source whose packets have size bytes of payload.
+func NewVideoSource(id, stream string, size int) (*Source, error) {
+	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, id, stream)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{Track: t, isVideo: true, size: max(size, vp8HeaderLen+infoLen), keyNeeded: true, plisCh: make(chan struct{}, 1)}, nil
+}
+
+// NewAudioSource returns an Opus source.
+func NewAudioSource(id, stream string) (*Source, error) {
+	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, id, stream)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{Track: t, size: 80, plisCh: make(chan struct{}, 1)}, nil
+}
+
+// WriteFrame writes one single-packet frame and returns its index.
+func (s *Source) WriteFrame() (uint32, error) {
+	s.mu.Lock()
+	idx := s.next
+	s.next++
+	key := s.keyNeeded
+	s.keyNeeded = false
+	s.seq++
+	if s.isVideo {
+		s.ts += 3000
+	} else {
+		s.ts += 960
+	}
+	hdr := rtp.Header{Version: 2, Marker: true, SequenceNumber: s.seq, Timestamp: s.ts}
+	s.mu.Unlock()
+
+	payload := make([]byte, s.size)
+	off := 0
+	if s.isVideo {
+		payload[0] = 0x10 // S=1, PID=0: start of a frame
+		payload[1] = 0x01 // inter frame
+		if key {
+			payload[1] = 0x00
+		}
+		off = vp8HeaderLen
+	}
+	binary.BigEndian.PutUint32(payload[off:], idx)
+	binary.BigEndian.PutUint64(payload[off+4:], uint64(time.Now().UnixNano()))
+	return idx, s.Track.WriteRTP(&rtp.Packet{Header: hdr, Payload: payload})
+}
+
+// Next is the index the next frame will get.
+func (s *Source) Next() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
+}
+
+// PLIs is the number of keyframe requests received.
+func (s *Source) PLIs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.plis
+}
+
+// PLISignal receives a value after keyframe requests arrive.
+func (s *Source) PLISignal() <-chan struct{} { return s.plisCh }
+
+// ReadRTCP consumes the sender's RTCP until it ends, counting PLIs and FIRs.
+func (s *Source) ReadRTCP(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				s.mu.Lock()
+				s.plis++
+				s.keyNeeded = true
+				s.mu.Unlock()
+				select {
+				case s.plisCh <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// Sink records the packets of one received track.
+type Sink struct {
+	Track *webrtc.TrackRemote
+
+	mu        sync.Mutex
+	indices   map[uint32]bool
+	latencies []time.Duration
+	seqs      []uint16
+	timestamps []uint32
+	cond      chan struct{} // closed and replaced on every packet
+}
+
+// NewSink starts reading a remote track in a goroutine that ends with the track.
+func NewSink(t *webrtc.TrackRemote) *Sink {
+	s := &Sink{Track: t, indices: map[uint32]bool{}, cond: make(chan struct{})}
+	go s.read()
+	return s
+}
+
+func (s *Sink) read() {
+	isVideo := s.Track.Kind() == webrtc.RTPCodecTypeVideo
+	for {
+		p, _, err := s.Track.ReadRTP()
+		if err != nil {
+			return
+		}
+		off := 0
+		if isVideo {
+			off = vp8HeaderLen
+		}
+		if len(p.Payload) < off+infoLen {
+			continue
+		}
+		idx := binary.BigEndian.Uint32(p.Payload[off:])
+		sent := int64(binary.BigEndian.Uint64(p.Payload[off+4:]))
+		lat := time.Duration(time.Now().UnixNano() - sent)
+		s.mu.Lock()
+		if !s.indices[idx] {
+			s.indices[idx] = true
+			s.latencies = append(s.latencies, lat)
+		}
+		s.seqs = append(s.seqs, p.SequenceNumber)
+		s.timestamps = append(s.timestamps, p.Timestamp)
+		close(s.cond)
+		s.cond = make(chan struct{})
+		s.mu.Unlock()
+	}
+}
+
+// Has reports whether frame idx arrived.
+func (s *Sink) Has(idx uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.indices[idx]
+}
+
+// Count is the number of distinct frames received.
+func (s *Sink) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.indices)
+}
+
+// Seqs returns the sequence numbers received, in arrival order.
+func (s *Sink) Seqs() []uint16 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint16(nil), s.seqs...)
+}
+
+// Latencies returns the one-way latency of each distinct frame.
+func (s *Sink) Latencies() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.latencies...)
+}
+
+// ErrTimeout is returned when a wait ends before its condition holds.
+var ErrTimeout = errors.New("mediatest: timed out")
+
+// WaitFor waits until cond (called with the sink's state locked) holds.
+func (s *Sink) WaitFor(ctx context.Context, cond func(indices map[uint32]bool) bool) error {
+	for {
+		s.mu.Lock()
+		ok := cond(s.indices)
+		ch := s.cond
+		s.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ErrTimeout
+		}
+	}
+}
+
+// WaitRange waits until every frame in [from, to) has arrived.
+func (s *Sink) WaitRange(ctx context.Context, from, to uint32) error {
+	return s.WaitFor(ctx, func(ix map[uint32]bool) bool {
+		for i := from; i < to; i++ {
+			if !ix[i] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Percentile returns the p-th percentile (0..100) of ds.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}

@@ -1,0 +1,153 @@
+package server_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/internal/mediatest"
+	"github.com/chorus-sfu/chorus/signaling"
+)
+
+// One publisher, three subscribers: every frame sent once all are receiving
+// reaches every subscriber, audio and video, with continuous sequence numbers.
+func TestOnePublisherThreeSubscribers(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+
+	var subs []*peer
+	for _, n := range []string{"s1", "s2", "s3"} {
+		subs = append(subs, newPeer(t, s, "room", n, nil))
+	}
+	pub := newPeer(t, s, "room", "pub", nil)
+	video, audio := videoSource(t, "pub"), audioSource(t, "pub")
+	pub.publish(ctx, video, audio)
+
+	stopV, stopA := pump(t, video, 5*time.Millisecond), pump(t, audio, 5*time.Millisecond)
+	var vs, as []*mediatest.Sink
+	for _, sp := range subs {
+		v := sp.sink(ctx, webrtc.RTPCodecTypeVideo, pub.c.ID())
+		a := sp.sink(ctx, webrtc.RTPCodecTypeAudio, pub.c.ID())
+		if err := v.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 0 }); err != nil {
+			t.Fatal("video never arrived:", err)
+		}
+		if err := a.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 0 }); err != nil {
+			t.Fatal("audio never arrived:", err)
+		}
+		vs, as = append(vs, v), append(as, a)
+	}
+	stopV()
+	stopA()
+
+	const n = 300
+	firstV := video.Next()
+	firstA := audio.Next()
+	for i := 0; i < n; i++ {
+		if _, err := video.WriteFrame(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audio.WriteFrame(); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			time.Sleep(2 * time.Millisecond) // pacing, not synchronisation
+		}
+	}
+	for i := range subs {
+		if err := vs[i].WaitRange(ctx, firstV, firstV+n); err != nil {
+			t.Fatalf("subscriber %d: video frames missing: got %d", i, vs[i].Count())
+		}
+		if err := as[i].WaitRange(ctx, firstA, firstA+n); err != nil {
+			t.Fatalf("subscriber %d: audio frames missing: got %d", i, as[i].Count())
+		}
+		seqs := vs[i].Seqs()
+		for j := 1; j < len(seqs); j++ {
+			if d := seqs[j] - seqs[j-1]; d != 1 {
+				t.Fatalf("subscriber %d: sequence jumps by %d at %d", i, d, j)
+			}
+		}
+	}
+}
+
+// A subscriber that joins mid-stream starts on a keyframe; one that leaves
+// does not disturb the others; the room tells everyone.
+func TestSubscriberJoinsAndLeavesMidStream(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+
+	pub := newPeer(t, s, "room", "pub", nil)
+	video := videoSource(t, "pub")
+	pub.publish(ctx, video)
+	pump(t, video, 5*time.Millisecond)
+
+	a := newPeer(t, s, "room", "a", nil)
+	va := a.sink(ctx, webrtc.RTPCodecTypeVideo, pub.c.ID())
+	if err := va.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 10 }); err != nil {
+		t.Fatal(err)
+	}
+
+	plisBefore := video.PLIs()
+	b := newPeer(t, s, "room", "b", nil)
+	vb := b.sink(ctx, webrtc.RTPCodecTypeVideo, pub.c.ID())
+	if err := vb.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 10 }); err != nil {
+		t.Fatal(err)
+	}
+	if video.PLIs() <= plisBefore {
+		t.Errorf("a new subscriber should make the SFU ask the publisher for a keyframe")
+	}
+	a.wait(ctx, "participantJoined b", func() bool {
+		return a.hasEvent(signaling.TypeParticipantJoined, func(m signaling.Message) bool { return m.Participant.Name == "b" })
+	})
+
+	bID := b.c.ID()
+	if err := b.c.Leave(); err != nil {
+		t.Log("leave:", err)
+	}
+	a.wait(ctx, "participantLeft b", func() bool {
+		return a.hasEvent(signaling.TypeParticipantLeft, func(m signaling.Message) bool { return m.Participant.ID == bID })
+	})
+	// a keeps receiving after b left
+	n := va.Count()
+	if err := va.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > n+50 }); err != nil {
+		t.Fatal("remaining subscriber stopped receiving:", err)
+	}
+}
+
+// Two rooms never receive each other's media or events.
+func TestRoomsAreIsolated(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+	type roomPeers struct{ pub, sub *peer }
+	rooms := map[string]*roomPeers{}
+	for _, r := range []string{"r1", "r2"} {
+		rp := &roomPeers{pub: newPeer(t, s, r, "pub-"+r, nil), sub: newPeer(t, s, r, "sub-"+r, nil)}
+		src := videoSource(t, r)
+		rp.pub.publish(ctx, src)
+		pump(t, src, 5*time.Millisecond)
+		rooms[r] = rp
+	}
+	for r, rp := range rooms {
+		v := rp.sub.sink(ctx, webrtc.RTPCodecTypeVideo, rp.pub.c.ID())
+		if err := v.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 20 }); err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+	}
+	for r, rp := range rooms {
+		rp.sub.mu.Lock()
+		for _, sk := range rp.sub.sinks {
+			if sk.Track.StreamID() != rp.pub.c.ID() {
+				t.Errorf("%s: received a track of %s", r, sk.Track.StreamID())
+			}
+		}
+		for _, e := range rp.sub.events {
+			if e.Track != nil && e.Track.ParticipantID != rp.pub.c.ID() {
+				t.Errorf("%s: told about track of %s", r, e.Track.ParticipantID)
+			}
+			if e.Participant != nil && e.Participant.Name != "pub-"+r {
+				t.Errorf("%s: told about participant %s", r, e.Participant.Name)
+			}
+		}
+		rp.sub.mu.Unlock()
+	}
+}

@@ -1,0 +1,333 @@
+// Package client is a Go client of the Chorus signaling protocol, for tests,
+// the load tool and native Go applications. It keeps the two PeerConnections
+// of a participant: it offers its own tracks on the publisher connection and
+// answers the server's offers on the subscriber connection.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/signaling"
+)
+
+// ErrServer wraps an error message from the server.
+var ErrServer = errors.New("client: server error")
+
+// Options configure a client.
+type Options struct {
+	// API creates the PeerConnections (default: NewAPI(nil)).
+	API *webrtc.API
+	// OnTrack is called for each track received on the subscriber connection.
+	OnTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
+	// Events receives every server notification (participantJoined, ...);
+	// it must not block for long. Optional.
+	Events func(signaling.Message)
+}
+
+// NewAPI returns a pion API with the default codecs and interceptors that
+// connects over loopback only (for tests on one machine); configure adds
+// interceptors (e.g. packet droppers) before the defaults.
+func NewAPI(configure func(*interceptor.Registry)) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	if configure != nil {
+		configure(ir)
+	}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// Client is one participant.
+type Client struct {
+	opts Options
+	conn *websocket.Conn
+
+	wmu sync.Mutex // serialises websocket writes
+
+	mu       sync.Mutex
+	pub, sub *webrtc.PeerConnection
+	waiters  map[string]chan signaling.Message // by request id
+	nextID   int
+	self     signaling.Participant
+	errs     []signaling.Message
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Dial connects to a Chorus WebSocket URL (ws://host:port/ws).
+func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
+	if opts.API == nil {
+		api, err := NewAPI(nil)
+		if err != nil {
+			return nil, err
+		}
+		opts.API = api
+	}
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", url, err)
+	}
+	c := &Client{opts: opts, conn: conn, waiters: map[string]chan signaling.Message{}, done: make(chan struct{})}
+	c.wg.Add(1)
+	go c.readLoop()
+	return c, nil
+}
+
+// Send writes one raw message.
+func (c *Client) Send(m signaling.Message) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return c.SendRaw(data)
+}
+
+// SendRaw writes raw bytes as one text message (for tests of bad input).
+func (c *Client) SendRaw(data []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return c.conn.WriteMessage(websocket.TextMessage, data)
+}
+
+// request sends m with a fresh id and waits for the reply with that id.
+func (c *Client) request(ctx context.Context, m signaling.Message) (signaling.Message, error) {
+	c.mu.Lock()
+	c.nextID++
+	m.ID = fmt.Sprint(c.nextID)
+	ch := make(chan signaling.Message, 1)
+	c.waiters[m.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, m.ID)
+		c.mu.Unlock()
+	}()
+	if err := c.Send(m); err != nil {
+		return signaling.Message{}, err
+	}
+	select {
+	case r := <-ch:
+		if r.Type == signaling.TypeError {
+			return r, fmt.Errorf("%w: %s: %s", ErrServer, r.Code, r.Message)
+		}
+		return r, nil
+	case <-ctx.Done():
+		return signaling.Message{}, ctx.Err()
+	case <-c.done:
+		return signaling.Message{}, net.ErrClosed
+	}
+}
+
+// Join joins a room and returns the joined message.
+func (c *Client) Join(ctx context.Context, room, name string) (signaling.Message, error) {
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeJoin, Room: room, Name: name})
+	if err == nil && r.Participant != nil {
+		c.mu.Lock()
+		c.self = *r.Participant
+		c.mu.Unlock()
+	}
+	return r, err
+}
+
+// ID is the participant id assigned at join.
+func (c *Client) ID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.self.ID
+}
+
+// Publish adds tracks to the publisher connection and negotiates them.
+func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
+	c.mu.Lock()
+	if c.pub == nil {
+		pc, err := c.newPC(signaling.TargetPublisher)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.pub = pc
+	}
+	pc := c.pub
+	c.mu.Unlock()
+	var senders []*webrtc.RTPSender
+	for _, t := range tracks {
+		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, err
+		}
+		senders = append(senders, tr.Sender())
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return nil, err
+	}
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeOffer, Target: signaling.TargetPublisher, SDP: offer.SDP})
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP}); err != nil {
+		return nil, err
+	}
+	return senders, nil
+}
+
+// Publisher and Subscriber return the client's PeerConnections (nil until used).
+func (c *Client) Publisher() *webrtc.PeerConnection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pub
+}
+
+// Subscriber returns the subscriber PeerConnection (nil until the first server offer).
+func (c *Client) Subscriber() *webrtc.PeerConnection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sub
+}
+
+// Errors returns the unsolicited error messages received so far.
+func (c *Client) Errors() []signaling.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]signaling.Message(nil), c.errs...)
+}
+
+// newPC creates a PeerConnection that trickles its candidates to the server.
+func (c *Client) newPC(target string) (*webrtc.PeerConnection, error) {
+	pc, err := c.opts.API.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	if err != nil {
+		return nil, err
+	}
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand == nil {
+			return
+		}
+		init := cand.ToJSON()
+		_ = c.Send(signaling.Message{Type: signaling.TypeCandidate, Target: target, Candidate: &init})
+	})
+	if target == signaling.TargetSubscriber && c.opts.OnTrack != nil {
+		pc.OnTrack(c.opts.OnTrack)
+	}
+	return pc, nil
+}
+
+func (c *Client) readLoop() {
+	defer c.wg.Done()
+	defer close(c.done)
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		var m signaling.Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			continue
+		}
+		c.dispatch(m)
+	}
+}
+
+func (c *Client) dispatch(m signaling.Message) {
+	if m.ID != "" {
+		c.mu.Lock()
+		ch, ok := c.waiters[m.ID]
+		c.mu.Unlock()
+		if ok {
+			ch <- m
+			return
+		}
+	}
+	switch m.Type {
+	case signaling.TypeOffer:
+		if err := c.answerSubscriber(m.SDP); err != nil {
+			c.mu.Lock()
+			c.errs = append(c.errs, signaling.Message{Type: signaling.TypeError, Code: "client", Message: err.Error()})
+			c.mu.Unlock()
+		}
+	case signaling.TypeError:
+		c.mu.Lock()
+		c.errs = append(c.errs, m)
+		c.mu.Unlock()
+	}
+	if c.opts.Events != nil {
+		c.opts.Events(m)
+	}
+}
+
+// answerSubscriber answers a server offer on the subscriber connection. It
+// runs on the read loop, so offers are handled one at a time, in order.
+func (c *Client) answerSubscriber(sdp string) error {
+	c.mu.Lock()
+	if c.sub == nil {
+		pc, err := c.newPC(signaling.TargetSubscriber)
+		if err != nil {
+			c.mu.Unlock()
+			return err
+		}
+		c.sub = pc
+	}
+	pc := c.sub
+	c.mu.Unlock()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		return err
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	if err := pc.SetLocalDescription(ans); err != nil {
+		return err
+	}
+	return c.Send(signaling.Message{Type: signaling.TypeAnswer, Target: signaling.TargetSubscriber, SDP: ans.SDP})
+}
+
+// Done is closed when the connection to the server has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Leave says goodbye to the server and closes everything.
+func (c *Client) Leave() error {
+	_ = c.Send(signaling.Message{Type: signaling.TypeLeave})
+	return c.Close()
+}
+
+// Close closes the connection and both PeerConnections; every goroutine the
+// client started has ended on return.
+func (c *Client) Close() error {
+	err := c.conn.Close()
+	c.wg.Wait()
+	c.mu.Lock()
+	pcs := []*webrtc.PeerConnection{c.pub, c.sub}
+	c.mu.Unlock()
+	for _, pc := range pcs {
+		if pc != nil {
+			err = errors.Join(err, pc.Close())
+		}
+	}
+	return err
+}
