@@ -22,7 +22,10 @@ type Config struct {
 	UDPPort    int      // media UDP port, 0 = ephemeral
 	UDPIP      string   // restrict media to this IP; empty: loopback when Listen is loopback, else all
 	NAT1To1IPs []string // public IPs to advertise
-	Logger     *slog.Logger
+	// KeyframeInterval is the minimum time between keyframe requests to one
+	// publisher stream (default 500 ms).
+	KeyframeInterval time.Duration
+	Logger           *slog.Logger
 }
 
 // Server is a running Chorus server.
@@ -49,7 +52,8 @@ func Start(cfg Config) (*Server, error) {
 			udpIP = a.IP.String()
 		}
 	}
-	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: udpIP, NAT1To1IPs: cfg.NAT1To1IPs, Logger: cfg.Logger})
+	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: udpIP, NAT1To1IPs: cfg.NAT1To1IPs,
+		KeyframeInterval: cfg.KeyframeInterval, Logger: cfg.Logger})
 	if err != nil {
 		_ = ln.Close()
 		return nil, err

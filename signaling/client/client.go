@@ -36,25 +36,26 @@ type Options struct {
 }
 
 // NewAPI returns a pion API with the default codecs and interceptors that
-// connects over loopback only (for tests on one machine); configure adds
-// interceptors (e.g. packet droppers) before the defaults.
-func NewAPI(configure func(*interceptor.Registry)) (*webrtc.API, error) {
+// connects over loopback only (for tests on one machine); configure may add
+// interceptors (e.g. packet droppers, which then run before the defaults)
+// and change settings.
+func NewAPI(configure func(*interceptor.Registry, *webrtc.SettingEngine)) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if configure != nil {
-		configure(ir)
-	}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
-	}
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if configure != nil {
+		configure(ir, &se)
+	}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
