@@ -56,7 +56,9 @@ func (s *session) stop() { s.once.Do(func() { close(s.done) }) }
 // run serves the connection until it closes; every goroutine the session
 // started has ended on return.
 func (s *session) run() {
-	s.conn.SetReadLimit(MaxMessageSize)
+	// Messages up to twice the limit are read so that the client is told
+	// why it is closed; larger ones are refused by the WebSocket layer (1009).
+	s.conn.SetReadLimit(2 * MaxMessageSize)
 	s.wg.Add(2)
 	go s.readLoop()
 	go s.writeLoop()
@@ -77,10 +79,6 @@ func (s *session) readLoop() {
 	for {
 		kind, data, err := s.conn.ReadMessage()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				s.sendError("", protoErr(CodeTooLarge, "message exceeds %d bytes", MaxMessageSize))
-				s.closeAfterFlush(websocket.CloseMessageTooBig, "message too large")
-			}
 			return
 		}
 		_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
@@ -198,6 +196,11 @@ func (s *session) loop() {
 			m, err := Decode(data)
 			if err != nil {
 				s.sendError(m.ID, err)
+				var pe *ProtocolError
+				if errors.As(err, &pe) && pe.Code == CodeTooLarge {
+					s.closeAfterFlush(websocket.CloseMessageTooBig, "message too large")
+					return
+				}
 				continue
 			}
 			if !s.handle(m) {

@@ -1,0 +1,893 @@
+// Chorus browser client.
+//
+// Two RTCPeerConnections per participant: the publisher connection carries
+// our own camera and microphone (we offer), the subscriber connection carries
+// everyone else's tracks (the server offers, we answer). Signaling is JSON
+// over a WebSocket at /ws on the page's own host.
+//
+// State for tests and debugging is exposed on window.chorus.
+
+const MAX_ROOM_BYTES = 128;
+const MAX_NAME_BYTES = 64;
+const PING_INTERVAL_MS = 20000;
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  banner: $('banner'),
+  bannerText: $('banner-text'),
+  bannerRetry: $('banner-retry'),
+  bannerDismiss: $('banner-dismiss'),
+  joinView: $('join-view'),
+  joinForm: $('join-form'),
+  joinError: $('join-error'),
+  roomInput: $('room'),
+  nameInput: $('name'),
+  callView: $('call-view'),
+  roomLabel: $('room-label'),
+  status: $('status'),
+  copyLink: $('copy-link'),
+  notice: $('media-notice'),
+  noticeText: $('media-notice-text'),
+  noticeDismiss: $('media-notice-dismiss'),
+  grid: $('grid'),
+  micButton: $('mic-button'),
+  camButton: $('cam-button'),
+  audioUnlock: $('audio-unlock'),
+  leaveButton: $('leave-button'),
+  tileTemplate: $('tile-template'),
+};
+
+// Public state; the session keeps it up to date.
+const chorus = {
+  state: 'idle', // idle | connecting | joined | failed | left
+  room: '',
+  name: '',
+  participantId: null,
+  participants: {}, // id -> {id, name, tracks: {trackId: track}} (remote participants)
+  pcs: { publisher: null, subscriber: null },
+  localStream: null,
+  mediaError: null, // text of the camera/microphone problem, if any
+  errors: [], // server error messages received: {code, message, id}
+  banner: null, // text currently shown in the error banner
+  audioBlocked: false, // remote audio waits for a click
+  micEnabled: true,
+  camEnabled: true,
+  timings: {}, // milliseconds since navigation: start, wsOpen, joined, published, firstRemoteFrame
+  session: null,
+};
+window.chorus = chorus;
+
+// ---------------------------------------------------------------- helpers
+
+function byteLength(s) {
+  return new TextEncoder().encode(s).length;
+}
+
+function wsURL() {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${proto}//${location.host}/ws`;
+}
+
+function pageURL(params) {
+  const u = new URL(location.pathname, location.href);
+  for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+  return u.toString();
+}
+
+function errText(err) {
+  if (!err) return 'unknown error';
+  if (err.name && err.message) return `${err.name}: ${err.message}`;
+  return String(err.message || err.name || err);
+}
+
+function now() {
+  return Math.round(performance.now());
+}
+
+function randomRoom() {
+  const words = ['amber', 'brook', 'cedar', 'delta', 'ember', 'fjord', 'grove', 'harbor', 'iris', 'juniper', 'kestrel', 'lumen'];
+  const w = words[Math.floor(Math.random() * words.length)];
+  const n = Math.floor(1000 + Math.random() * 9000);
+  return `${w}-${n}`;
+}
+
+function loadSavedName() {
+  try { return localStorage.getItem('chorus.name') || ''; } catch { return ''; }
+}
+
+function saveName(name) {
+  try { localStorage.setItem('chorus.name', name); } catch { /* storage may be unavailable */ }
+}
+
+// ---------------------------------------------------------------- banner and notices
+
+function showBanner(text, { retry = false } = {}) {
+  chorus.banner = text;
+  ui.bannerText.textContent = text;
+  ui.bannerRetry.hidden = !retry;
+  ui.banner.hidden = false;
+}
+
+function hideBanner() {
+  chorus.banner = null;
+  ui.banner.hidden = true;
+}
+
+function showNotice(text) {
+  ui.noticeText.textContent = text;
+  ui.notice.hidden = !text;
+}
+
+function setStatus(text) {
+  ui.status.textContent = text;
+}
+
+// ---------------------------------------------------------------- tiles
+
+const tiles = new Map(); // participant id (or 'local') -> Tile
+
+class Tile {
+  constructor(id, { local = false, name = '' } = {}) {
+    this.id = id;
+    this.local = local;
+    this.stream = null;
+    this.audioMuted = false;
+    this.videoMuted = false;
+    this.el = ui.tileTemplate.content.firstElementChild.cloneNode(true);
+    this.video = this.el.querySelector('video');
+    this.nameEl = this.el.querySelector('.tile-name');
+    this.avatar = this.el.querySelector('.avatar');
+    this.micBadge = this.el.querySelector('.badge-mic-off');
+    this.camBadge = this.el.querySelector('.badge-cam-off');
+    this.el.dataset.participantId = id;
+    this.el.classList.add(local ? 'local' : 'remote');
+    this.video.autoplay = true;
+    this.video.playsInline = true;
+    this.video.muted = local; // never play our own microphone back
+    this.video.addEventListener('loadeddata', () => this.onFirstFrame());
+    this.video.addEventListener('resize', () => this.refresh());
+    this.setName(name);
+    ui.grid.appendChild(this.el);
+    layoutGrid();
+    this.refresh();
+  }
+
+  setName(name) {
+    const label = this.local ? 'You' : (name || 'Guest');
+    this.name = name;
+    this.nameEl.textContent = label;
+    this.el.title = this.local && name ? `You (${name})` : label;
+    this.avatar.textContent = (name || label).trim().charAt(0).toUpperCase() || '?';
+  }
+
+  attach(stream) {
+    if (this.video.srcObject !== stream) {
+      this.stream = stream;
+      this.video.srcObject = stream;
+      this.play();
+    }
+    this.refresh();
+  }
+
+  detach() {
+    this.stream = null;
+    this.video.srcObject = null;
+    this.refresh();
+  }
+
+  setMuted(audioMuted, videoMuted) {
+    this.audioMuted = audioMuted;
+    this.videoMuted = videoMuted;
+    this.refresh();
+  }
+
+  hasLiveVideo() {
+    return !!this.stream && this.stream.getVideoTracks().some((t) => t.readyState === 'live');
+  }
+
+  refresh() {
+    const showVideo = this.hasLiveVideo() && !this.videoMuted;
+    this.el.classList.toggle('no-video', !showVideo);
+    this.el.dataset.audioMuted = String(this.audioMuted);
+    this.el.dataset.videoMuted = String(this.videoMuted);
+    this.micBadge.hidden = !this.audioMuted;
+    this.camBadge.hidden = !this.videoMuted;
+  }
+
+  play() {
+    const p = this.video.play();
+    if (!p || this.local) return;
+    p.catch((err) => {
+      if (err && err.name === 'NotAllowedError') {
+        // Autoplay with sound is blocked until the user interacts with the
+        // page: play muted now and offer a button that turns sound on.
+        this.video.muted = true;
+        this.video.play().catch(() => {});
+        setAudioBlocked(true);
+      }
+      // AbortError: a newer srcObject replaced this one; nothing to do.
+    });
+  }
+
+  onFirstFrame() {
+    if (this.local) return;
+    const t = chorus.timings;
+    if (t.firstRemoteFrame === undefined) t.firstRemoteFrame = now();
+  }
+
+  remove() {
+    this.video.srcObject = null;
+    this.el.remove();
+    layoutGrid();
+  }
+}
+
+function layoutGrid() {
+  const n = ui.grid.children.length;
+  const w = window.innerWidth;
+  let cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
+  if (w < 560) cols = 1;
+  else if (w < 900) cols = Math.min(cols, 2);
+  ui.grid.style.setProperty('--cols', String(cols));
+  ui.grid.dataset.count = String(n);
+}
+window.addEventListener('resize', layoutGrid);
+
+function setAudioBlocked(blocked) {
+  chorus.audioBlocked = blocked;
+  ui.audioUnlock.hidden = !blocked;
+}
+
+ui.audioUnlock.addEventListener('click', () => {
+  let ok = true;
+  for (const tile of tiles.values()) {
+    if (tile.local) continue;
+    tile.video.muted = false;
+    const p = tile.video.play();
+    if (p) p.catch(() => { ok = false; tile.video.muted = true; tile.video.play().catch(() => {}); setAudioBlocked(true); });
+  }
+  if (ok) setAudioBlocked(false);
+});
+
+function removeAllTiles() {
+  for (const tile of tiles.values()) tile.remove();
+  tiles.clear();
+  setAudioBlocked(false);
+}
+
+// ---------------------------------------------------------------- local media
+
+// acquireMedia asks for camera and microphone, falling back to fewer devices.
+// It never rejects: it resolves to {stream, problem}.
+async function acquireMedia() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return {
+      stream: null,
+      problem: 'Camera and microphone are only available on HTTPS or localhost pages, so you joined to watch and listen only.',
+    };
+  }
+  const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
+  const attempts = [
+    { constraints: { audio: true, video }, what: 'camera and microphone' },
+    { constraints: { audio: true, video: false }, what: 'microphone only' },
+    { constraints: { audio: false, video }, what: 'camera only' },
+  ];
+  let firstErr = null;
+  for (const a of attempts) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia(a.constraints);
+      if (!firstErr) return { stream, problem: null };
+      return { stream, problem: `${describeMediaError(firstErr)} You joined with ${a.what}.` };
+    } catch (err) {
+      firstErr = firstErr || err;
+    }
+  }
+  return { stream: null, problem: `${describeMediaError(firstErr)} You joined to watch and listen only.` };
+}
+
+function describeMediaError(err) {
+  const name = err && err.name;
+  if (name === 'NotAllowedError' || name === 'SecurityError') {
+    return `Camera or microphone access was denied: ${errText(err)}.`;
+  }
+  if (name === 'NotFoundError' || name === 'OverconstrainedError') {
+    return `No usable camera or microphone was found: ${errText(err)}.`;
+  }
+  if (name === 'NotReadableError' || name === 'AbortError') {
+    return `The camera or microphone could not be started (is another application using it?): ${errText(err)}.`;
+  }
+  return `Camera or microphone unavailable: ${errText(err)}.`;
+}
+
+// ---------------------------------------------------------------- session
+
+class Session {
+  constructor(room, name) {
+    this.room = room;
+    this.name = name;
+    this.ws = null;
+    this.opened = false;
+    this.ended = false; // leave() or failure: ignore everything after
+    this.chain = Promise.resolve(); // incoming messages, one at a time
+    this.subscriberAnswered = false;
+    this.pendingLocalCandidates = []; // subscriber candidates held until our first answer is sent
+    this.pendingRemoteCandidates = { publisher: [], subscriber: [] };
+    this.remoteStreams = new Map(); // participant id -> MediaStream
+    this.fatalError = null;
+    this.pingTimer = 0;
+  }
+
+  start() {
+    chorus.session = this;
+    chorus.state = 'connecting';
+    chorus.room = this.room;
+    chorus.name = this.name;
+    chorus.participantId = null;
+    chorus.participants = {};
+    chorus.errors = [];
+    chorus.timings = { start: now() };
+    setStatus('Connecting…');
+    this.media = acquireMedia().then((m) => this.onMedia(m));
+    this.connect();
+  }
+
+  // ------------------------------------------------ WebSocket
+
+  connect() {
+    const url = wsURL();
+    this.url = url;
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (err) {
+      this.fail(`Cannot reach the Chorus server at ${url}: ${errText(err)}.`);
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ended) return;
+      this.opened = true;
+      chorus.timings.wsOpen = now();
+      setStatus('Joining…');
+      this.send({ type: 'join', room: this.room, name: this.name });
+      this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_INTERVAL_MS);
+    };
+    ws.onmessage = (ev) => {
+      if (this.ended) return;
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        console.warn('chorus: ignoring a message that is not JSON');
+        return;
+      }
+      this.chain = this.chain
+        .then(() => (this.ended ? undefined : this.handle(msg)))
+        .catch((err) => {
+          console.error('chorus: handling', msg.type, err);
+          showBanner(`Something went wrong while handling "${msg.type}": ${errText(err)}`);
+        });
+    };
+    ws.onclose = (ev) => {
+      if (this.ended) return;
+      if (this.fatalError) {
+        this.fail(`${this.fatalError} The server ended the session.`);
+        return;
+      }
+      const why = this.opened
+        ? `the connection closed unexpectedly (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`
+        : 'the connection could not be opened';
+      this.fail(`Cannot reach the Chorus server at ${url}: ${why}.`);
+    };
+  }
+
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    }
+    return false;
+  }
+
+  // ------------------------------------------------ message handling
+
+  async handle(msg) {
+    switch (msg.type) {
+      case 'joined':
+        return this.onJoined(msg);
+      case 'answer':
+        if (msg.target === 'publisher') return this.onPublisherAnswer(msg);
+        break;
+      case 'offer':
+        if (msg.target === 'subscriber') return this.onSubscriberOffer(msg);
+        break;
+      case 'candidate':
+        return this.onRemoteCandidate(msg);
+      case 'participantJoined':
+        if (msg.participant) this.upsertParticipant(msg.participant);
+        break;
+      case 'participantLeft':
+        if (msg.participant) this.removeParticipant(msg.participant.id);
+        break;
+      case 'trackPublished':
+        if (msg.track) this.upsertTrack(msg.track);
+        break;
+      case 'trackUnpublished':
+        if (msg.track) this.removeTrack(msg.track);
+        break;
+      case 'trackMuted':
+        if (msg.track) this.upsertTrack(msg.track);
+        break;
+      case 'error':
+        return this.onServerError(msg);
+      case 'pong':
+        break;
+      default:
+        console.debug('chorus: ignoring message type', msg.type);
+    }
+    return undefined;
+  }
+
+  onJoined(msg) {
+    const self = msg.participant || {};
+    chorus.participantId = self.id || null;
+    chorus.state = 'joined';
+    chorus.timings.joined = now();
+    if (self.name !== undefined) chorus.name = self.name;
+    setStatus('Connected');
+    hideBanner();
+    // The address bar becomes the link that rejoins this room as this person.
+    history.replaceState(null, '', pageURL({ room: this.room, name: this.name }));
+    for (const p of msg.participants || []) this.upsertParticipant(p);
+    this.ensureSubscriber();
+    // Publishing waits for the camera prompt; it must not hold up the
+    // message queue (server offers keep being answered meanwhile).
+    this.media.then(() => this.publish()).catch((err) => {
+      console.error('chorus: publish', err);
+      showBanner(`Could not publish your camera and microphone: ${errText(err)}`);
+    });
+  }
+
+  onServerError(msg) {
+    const entry = { code: msg.code || 'unknown', message: msg.message || '', id: msg.id };
+    chorus.errors.push(entry);
+    const text = `Server error (${entry.code}): ${entry.message || 'no details'}`;
+    if (entry.code === 'connection_failed') {
+      // The server closes the socket right after this one.
+      this.fatalError = `The media connection failed (${entry.message || 'no details'}).`;
+    }
+    showBanner(text);
+  }
+
+  // ------------------------------------------------ participants and tracks
+
+  upsertParticipant(p) {
+    if (!p || !p.id || p.id === chorus.participantId) return;
+    let entry = chorus.participants[p.id];
+    if (!entry) {
+      entry = { id: p.id, name: p.name || '', tracks: {} };
+      chorus.participants[p.id] = entry;
+    } else if (p.name !== undefined) {
+      entry.name = p.name;
+    }
+    for (const t of p.tracks || []) entry.tracks[t.id] = { ...t };
+    const tile = this.remoteTile(p.id);
+    tile.setName(entry.name);
+    this.refreshParticipant(p.id);
+  }
+
+  removeParticipant(id) {
+    delete chorus.participants[id];
+    this.remoteStreams.delete(id);
+    const tile = tiles.get(id);
+    if (tile) {
+      tile.remove();
+      tiles.delete(id);
+    }
+  }
+
+  upsertTrack(track) {
+    const pid = track.participantId;
+    if (!pid || pid === chorus.participantId) return;
+    let entry = chorus.participants[pid];
+    if (!entry) {
+      entry = { id: pid, name: '', tracks: {} };
+      chorus.participants[pid] = entry;
+      this.remoteTile(pid);
+    }
+    entry.tracks[track.id] = { ...entry.tracks[track.id], ...track };
+    this.refreshParticipant(pid);
+  }
+
+  removeTrack(track) {
+    const entry = chorus.participants[track.participantId];
+    if (!entry) return;
+    delete entry.tracks[track.id];
+    this.refreshParticipant(track.participantId);
+  }
+
+  refreshParticipant(pid) {
+    const entry = chorus.participants[pid];
+    const tile = tiles.get(pid);
+    if (!entry || !tile) return;
+    const tracks = Object.values(entry.tracks);
+    const audioMuted = tracks.some((t) => t.kind === 'audio' && t.muted);
+    const videoMuted = tracks.some((t) => t.kind === 'video' && t.muted);
+    tile.setMuted(audioMuted, videoMuted);
+  }
+
+  remoteTile(pid) {
+    let tile = tiles.get(pid);
+    if (!tile) {
+      const entry = chorus.participants[pid];
+      tile = new Tile(pid, { name: entry ? entry.name : '' });
+      tiles.set(pid, tile);
+    }
+    return tile;
+  }
+
+  participantOfTrack(trackId) {
+    for (const p of Object.values(chorus.participants)) {
+      if (p.tracks[trackId]) return p.id;
+    }
+    return null;
+  }
+
+  // ------------------------------------------------ peer connections
+
+  newPC(target) {
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    pc.onicecandidate = (ev) => {
+      if (this.ended || !ev.candidate || !ev.candidate.candidate) return; // skip end-of-candidates
+      const msg = { type: 'candidate', target, candidate: ev.candidate.toJSON() };
+      if (target === 'subscriber' && !this.subscriberAnswered) {
+        this.pendingLocalCandidates.push(msg);
+      } else {
+        this.send(msg);
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      if (this.ended) return;
+      const s = pc.connectionState;
+      if (s === 'failed') {
+        showBanner(`The ${target} media connection failed. Check that UDP traffic to the server is allowed.`);
+      }
+      this.updateStatus();
+    };
+    return pc;
+  }
+
+  updateStatus() {
+    if (chorus.state !== 'joined') return;
+    const states = Object.values(chorus.pcs).filter(Boolean).map((pc) => pc.connectionState);
+    if (states.includes('failed')) setStatus('Media connection failed');
+    else if (states.includes('disconnected')) setStatus('Reconnecting media…');
+    else setStatus('Connected');
+  }
+
+  ensureSubscriber() {
+    if (chorus.pcs.subscriber) return chorus.pcs.subscriber;
+    const pc = this.newPC('subscriber');
+    pc.ontrack = (ev) => this.onRemoteTrack(ev);
+    chorus.pcs.subscriber = pc;
+    return pc;
+  }
+
+  onRemoteTrack(ev) {
+    const track = ev.track;
+    let stream = ev.streams && ev.streams[0];
+    const pid = stream ? stream.id : this.participantOfTrack(track.id);
+    if (!pid) {
+      console.warn('chorus: a track arrived without a stream or a known owner', track.id);
+      return;
+    }
+    if (!stream) {
+      stream = this.remoteStreams.get(pid) || new MediaStream();
+      stream.addTrack(track);
+    }
+    this.remoteStreams.set(pid, stream);
+    const tile = this.remoteTile(pid);
+    tile.attach(stream);
+    stream.onaddtrack = () => tile.refresh();
+    stream.onremovetrack = () => {
+      if (stream.getTracks().length > 0) {
+        tile.refresh();
+        return;
+      }
+      // Every track of this participant is gone. Keep the tile (with its
+      // name) while the participant is still in the room; drop it otherwise.
+      this.remoteStreams.delete(pid);
+      if (chorus.participants[pid]) {
+        tile.detach();
+      } else if (tiles.get(pid) === tile) {
+        tile.remove();
+        tiles.delete(pid);
+      }
+    };
+    track.addEventListener('ended', () => tile.refresh());
+    track.addEventListener('unmute', () => tile.refresh());
+    this.refreshParticipant(pid);
+  }
+
+  async onSubscriberOffer(msg) {
+    const pc = this.ensureSubscriber();
+    await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    await this.flushRemoteCandidates('subscriber');
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    if (this.ended) return;
+    this.send({ type: 'answer', target: 'subscriber', sdp: pc.localDescription.sdp });
+    if (!this.subscriberAnswered) {
+      this.subscriberAnswered = true;
+      for (const c of this.pendingLocalCandidates) this.send(c);
+      this.pendingLocalCandidates = [];
+    }
+  }
+
+  async onPublisherAnswer(msg) {
+    const pc = chorus.pcs.publisher;
+    if (!pc) {
+      console.warn('chorus: publisher answer without a publisher connection');
+      return;
+    }
+    await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    await this.flushRemoteCandidates('publisher');
+    chorus.timings.published = now();
+  }
+
+  async onRemoteCandidate(msg) {
+    const target = msg.target === 'publisher' ? 'publisher' : 'subscriber';
+    const pc = chorus.pcs[target];
+    if (!msg.candidate) return;
+    if (!pc || !pc.remoteDescription) {
+      this.pendingRemoteCandidates[target].push(msg.candidate);
+      return;
+    }
+    await pc.addIceCandidate(msg.candidate).catch((err) => console.warn('chorus: addIceCandidate', err));
+  }
+
+  async flushRemoteCandidates(target) {
+    const pc = chorus.pcs[target];
+    const list = this.pendingRemoteCandidates[target];
+    this.pendingRemoteCandidates[target] = [];
+    for (const c of list) {
+      await pc.addIceCandidate(c).catch((err) => console.warn('chorus: addIceCandidate', err));
+    }
+  }
+
+  // ------------------------------------------------ publishing
+
+  onMedia({ stream, problem }) {
+    if (this.ended) {
+      if (stream) stream.getTracks().forEach((t) => t.stop());
+      return;
+    }
+    chorus.localStream = stream;
+    chorus.mediaError = problem;
+    showNotice(problem || '');
+    const audio = stream ? stream.getAudioTracks() : [];
+    const video = stream ? stream.getVideoTracks() : [];
+    for (const t of audio) t.enabled = chorus.micEnabled;
+    for (const t of video) t.enabled = chorus.camEnabled;
+    updateControls();
+    if (stream) {
+      let tile = tiles.get('local');
+      if (!tile) {
+        tile = new Tile('local', { local: true, name: this.name });
+        tiles.set('local', tile);
+        // Keep our own tile first.
+        ui.grid.prepend(tile.el);
+      }
+      tile.attach(stream);
+      tile.setMuted(!chorus.micEnabled && audio.length > 0, !chorus.camEnabled && video.length > 0);
+    }
+  }
+
+  async publish() {
+    const stream = chorus.localStream;
+    if (this.ended || !stream || stream.getTracks().length === 0 || chorus.pcs.publisher) return;
+    const pc = this.newPC('publisher');
+    chorus.pcs.publisher = pc;
+    for (const track of stream.getTracks()) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    }
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    if (this.ended) return;
+    this.send({ type: 'offer', target: 'publisher', sdp: pc.localDescription.sdp });
+    // Tell the others about tracks that start out muted.
+    for (const t of stream.getTracks()) {
+      if (!t.enabled) this.send({ type: 'mute', trackId: t.id, muted: true });
+    }
+  }
+
+  // ------------------------------------------------ ending
+
+  leave() {
+    if (this.ended) return;
+    this.send({ type: 'leave' });
+    this.teardown();
+    chorus.state = 'left';
+  }
+
+  fail(text) {
+    if (this.ended) return;
+    this.teardown();
+    chorus.state = 'failed';
+    setStatus('Disconnected');
+    showBanner(text, { retry: true });
+  }
+
+  teardown() {
+    this.ended = true;
+    clearInterval(this.pingTimer);
+    if (this.ws) {
+      this.ws.onclose = null;
+      try { this.ws.close(1000, 'leaving'); } catch { /* already closed */ }
+    }
+    for (const k of ['publisher', 'subscriber']) {
+      if (chorus.pcs[k]) chorus.pcs[k].close();
+      chorus.pcs[k] = null;
+    }
+    if (chorus.localStream) chorus.localStream.getTracks().forEach((t) => t.stop());
+    chorus.localStream = null;
+    removeAllTiles();
+    chorus.participants = {};
+    if (chorus.session === this) chorus.session = null;
+  }
+}
+
+// ---------------------------------------------------------------- controls
+
+function updateControls() {
+  const s = chorus.localStream;
+  const hasAudio = !!s && s.getAudioTracks().length > 0;
+  const hasVideo = !!s && s.getVideoTracks().length > 0;
+  ui.micButton.disabled = !hasAudio;
+  ui.camButton.disabled = !hasVideo;
+  ui.micButton.title = hasAudio ? '' : 'No microphone';
+  ui.camButton.title = hasVideo ? '' : 'No camera';
+  ui.micButton.querySelector('.ctl-label').textContent = chorus.micEnabled ? 'Mute' : 'Unmute';
+  ui.camButton.querySelector('.ctl-label').textContent = chorus.camEnabled ? 'Stop camera' : 'Start camera';
+  ui.micButton.setAttribute('aria-pressed', String(!chorus.micEnabled));
+  ui.camButton.setAttribute('aria-pressed', String(!chorus.camEnabled));
+  ui.micButton.classList.toggle('off', !chorus.micEnabled);
+  ui.camButton.classList.toggle('off', !chorus.camEnabled);
+}
+
+function setLocalTracks(kind, enabled) {
+  const s = chorus.localStream;
+  if (!s) return;
+  const tracks = kind === 'audio' ? s.getAudioTracks() : s.getVideoTracks();
+  for (const t of tracks) {
+    t.enabled = enabled;
+    if (chorus.session && chorus.pcs.publisher) {
+      chorus.session.send({ type: 'mute', trackId: t.id, muted: !enabled });
+    }
+  }
+  const tile = tiles.get('local');
+  if (tile) tile.setMuted(!chorus.micEnabled, !chorus.camEnabled);
+  updateControls();
+}
+
+ui.micButton.addEventListener('click', () => {
+  chorus.micEnabled = !chorus.micEnabled;
+  setLocalTracks('audio', chorus.micEnabled);
+});
+
+ui.camButton.addEventListener('click', () => {
+  chorus.camEnabled = !chorus.camEnabled;
+  setLocalTracks('video', chorus.camEnabled);
+});
+
+ui.leaveButton.addEventListener('click', () => {
+  const room = chorus.room;
+  if (chorus.session) chorus.session.leave();
+  chorus.state = 'left';
+  hideBanner();
+  showNotice('');
+  showJoin({ room, name: chorus.name });
+  history.replaceState(null, '', room ? pageURL({ room }) : location.pathname);
+});
+
+ui.copyLink.addEventListener('click', async () => {
+  // The invitation names the room but not us: whoever opens it picks a name.
+  const link = pageURL({ room: chorus.room });
+  let ok = false;
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(link);
+      ok = true;
+    }
+  } catch { /* fall back below */ }
+  if (!ok) {
+    const ta = document.createElement('textarea');
+    ta.value = link;
+    ta.setAttribute('readonly', '');
+    ta.style.position = 'fixed';
+    ta.style.opacity = '0';
+    document.body.appendChild(ta);
+    ta.select();
+    try { ok = document.execCommand('copy'); } catch { ok = false; }
+    ta.remove();
+  }
+  if (!ok) {
+    window.prompt('Copy this link:', link);
+    return;
+  }
+  const label = ui.copyLink.textContent;
+  ui.copyLink.textContent = 'Link copied';
+  setTimeout(() => { ui.copyLink.textContent = label; }, 1500);
+});
+
+ui.bannerDismiss.addEventListener('click', hideBanner);
+ui.noticeDismiss.addEventListener('click', () => showNotice(''));
+ui.bannerRetry.addEventListener('click', () => {
+  hideBanner();
+  if (chorus.room) startCall(chorus.room, chorus.name);
+});
+
+// ---------------------------------------------------------------- views
+
+function showJoin({ room = '', name = '' } = {}) {
+  ui.callView.hidden = true;
+  ui.joinView.hidden = false;
+  ui.roomInput.value = room || ui.roomInput.value || randomRoom();
+  ui.nameInput.value = name || ui.nameInput.value || loadSavedName();
+  document.title = 'Chorus';
+  (ui.nameInput.value ? ui.roomInput : ui.nameInput).focus();
+}
+
+function startCall(room, name) {
+  if (chorus.session) chorus.session.leave();
+  saveName(name);
+  chorus.micEnabled = true;
+  chorus.camEnabled = true;
+  updateControls();
+  ui.joinView.hidden = true;
+  ui.callView.hidden = false;
+  ui.roomLabel.textContent = room;
+  document.title = `${room} · Chorus`;
+  showNotice('');
+  new Session(room, name).start();
+}
+
+function validate(room, name) {
+  if (!room) return 'Enter a room name.';
+  if (!name) return 'Enter your name.';
+  if (byteLength(room) > MAX_ROOM_BYTES) return `The room name is too long (at most ${MAX_ROOM_BYTES} bytes).`;
+  if (byteLength(name) > MAX_NAME_BYTES) return `Your name is too long (at most ${MAX_NAME_BYTES} bytes).`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f\ufffd]/.test(room + name)) return 'Room and name must be printable text.';
+  return null;
+}
+
+ui.joinForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const room = ui.roomInput.value.trim();
+  const name = ui.nameInput.value.trim();
+  const problem = validate(room, name);
+  ui.joinError.textContent = problem || '';
+  ui.joinError.hidden = !problem;
+  if (problem) return;
+  hideBanner();
+  startCall(room, name);
+});
+
+window.addEventListener('pagehide', () => {
+  if (chorus.session) chorus.session.leave();
+});
+
+function init() {
+  const params = new URLSearchParams(location.search);
+  const room = (params.get('room') || '').trim();
+  const name = (params.get('name') || '').trim();
+  if (room && name && !validate(room, name)) {
+    startCall(room, name);
+  } else {
+    showJoin({ room, name });
+  }
+}
+
+init();
