@@ -62,6 +62,7 @@ type DownTrack struct {
 	// writer state, owned by the writer goroutine
 	rw        simulcast.Rewriter
 	lastKFAsk time.Time
+	stale     bool // a packet of the current frame was gone from the cache
 
 	packets, dropped, rtx, nackMiss, kfAsks atomic.Uint64
 }
@@ -211,8 +212,14 @@ func (d *DownTrack) forward(p CachedPacket, buf []byte) {
 		}
 		d.rw.Start(p.SeqNum, p.Timestamp, uint16(rand.Uint32()), rand.Uint32())
 	}
+	if p.FrameStart {
+		d.stale = false
+	}
 	hdr, n, ok := d.up.cache.Get(p.SeqNum, buf)
-	if !ok {
+	if !ok || d.stale {
+		// The writer fell so far behind that the packet was overwritten:
+		// drop the rest of its frame too rather than send a partial frame.
+		d.stale = d.isVideo
 		d.dropped.Add(1)
 		return
 	}
