@@ -219,6 +219,13 @@ func TestSlowSubscriberDropsWholeFrames(t *testing.T) {
 		t.Fatal("the slow subscriber dropped nothing")
 	}
 	close(slow.gate) // let the slow writer drain what it queued
+	deadline := time.Now().Add(10 * time.Second)
+	for st := ds.Stats(); st.Packets+st.Dropped < frames*5; st = ds.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("slow subscriber stuck: %+v", st)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
 	df.Close()
 	ds.Close()
 	// every frame the slow subscriber got is whole
@@ -228,7 +235,13 @@ func TestSlowSubscriberDropsWholeFrames(t *testing.T) {
 	}
 	for ts, n := range perTS {
 		if n != 5 {
-			t.Fatalf("frame %d: %d of 5 packets written", ts, n)
+			var seqs []uint16
+			for _, h := range slow.written() {
+				if h.Timestamp == ts {
+					seqs = append(seqs, h.SequenceNumber)
+				}
+			}
+			t.Fatalf("frame %d: %d of 5 packets written: %v (%d frames)", ts, n, seqs, len(perTS))
 		}
 	}
 	t.Logf("slow subscriber: %d whole frames written, %d packets dropped", len(perTS), ds.Stats().Dropped)
