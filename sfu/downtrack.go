@@ -62,7 +62,8 @@ type DownTrack struct {
 	// writer state, owned by the writer goroutine
 	rw        simulcast.Rewriter
 	lastKFAsk time.Time
-	stale     bool // a packet of the current frame was gone from the cache
+	stale     bool       // a packet of the current frame was gone from the cache
+	hdr       rtp.Header // reused for every write: writers consume it synchronously
 
 	packets, dropped, rtx, nackMiss, kfAsks atomic.Uint64
 }
@@ -263,7 +264,7 @@ func (d *DownTrack) write(hdr CachedPacket, seq uint16, ts uint32, payload []byt
 	if w == nil {
 		return false
 	}
-	h := rtp.Header{
+	d.hdr = rtp.Header{
 		Version:        2,
 		Padding:        hdr.PaddingSize > 0,
 		PaddingSize:    hdr.PaddingSize,
@@ -273,7 +274,7 @@ func (d *DownTrack) write(hdr CachedPacket, seq uint16, ts uint32, payload []byt
 		Timestamp:      ts,
 		SSRC:           ssrc,
 	}
-	_, err := w.WriteRTP(&h, payload)
+	_, err := w.WriteRTP(&d.hdr, payload)
 	return err == nil
 }
 
