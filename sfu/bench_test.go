@@ -13,7 +13,7 @@ import (
 type fakeCounter struct{ n atomic.Int64 }
 
 func (w *fakeCounter) WriteRTP(_ *rtp.Header, p []byte) (int, error) { w.n.Add(1); return len(p), nil }
-func (w *fakeCounter) Write(b []byte) (int, error)                  { return len(b), nil }
+func (w *fakeCounter) Write(b []byte) (int, error)                   { return len(b), nil }
 
 // BenchmarkFanout measures the forwarding path of one publisher stream to N
 // subscribers: parse, cache, hand-off to each down track's writer, payload

@@ -28,11 +28,11 @@ type session struct {
 	conn *websocket.Conn
 	log  *slog.Logger
 
-	in     chan []byte      // reader -> loop
-	out    chan []byte      // anyone -> writer
-	negot  chan struct{}    // subscriber negotiation needed (cap 1)
-	failed chan sfu.Target  // connection failures (cap 2)
-	done   chan struct{}    // closed when the session ends
+	in     chan []byte     // reader -> loop
+	out    chan []byte     // anyone -> writer
+	negot  chan struct{}   // subscriber negotiation needed (cap 1)
+	failed chan sfu.Target // connection failures (cap 2)
+	done   chan struct{}   // closed when the session ends
 	once   sync.Once
 	wg     sync.WaitGroup
 

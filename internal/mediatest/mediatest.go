@@ -131,12 +131,12 @@ func (s *Source) ReadRTCP(sender *webrtc.RTPSender) {
 type Sink struct {
 	Track *webrtc.TrackRemote
 
-	mu        sync.Mutex
-	indices   map[uint32]bool
-	latencies []time.Duration
-	seqs      []uint16
+	mu         sync.Mutex
+	indices    map[uint32]bool
+	latencies  []time.Duration
+	seqs       []uint16
 	timestamps []uint32
-	cond      chan struct{} // closed and replaced on every packet
+	cond       chan struct{} // closed and replaced on every packet
 }
 
 // NewSink starts reading a remote track in a goroutine that ends with the track.
