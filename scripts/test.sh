@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole Chorus test suite, browser and ffmpeg tests included.
+# Installs Chromium and ffmpeg from Debian when they are missing (needs root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing ${need[*]} ..."
+  $sudo apt-get update -qq
+  # the first install can fail on a cleaned apt cache: retry once
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null ||
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+export CHORUS_E2E=1
+go vet ./...
+# Short fuzzing runs of every fuzz target (the seed corpus also runs in the tests below).
+go test ./signaling -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZTIME:-10s}"
+go test ./sfu -run '^$' -fuzz '^FuzzParseRTP$' -fuzztime "${FUZZTIME:-10s}"
+go test -race -count=1 -timeout 20m ./...
