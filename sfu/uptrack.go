@@ -135,6 +135,10 @@ func (t *UpTrack) ReadLoop(src RTPSource) {
 	buf := make([]byte, maxPacketSize+64)
 	for {
 		n, _, err := src.Read(buf)
+		if errors.Is(err, io.ErrShortBuffer) { // an oversized packet: skip it
+			t.malformed.Add(1)
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				t.log.Debug("up track read ended", "err", err)

@@ -35,6 +35,7 @@ type Source struct {
 	next      uint32
 	keyNeeded bool
 	plis      int
+	rrs       int
 	plisCh    chan struct{}
 }
 
@@ -101,6 +102,13 @@ func (s *Source) PLIs() int {
 	return s.plis
 }
 
+// ReceiverReports is the number of RTCP receiver reports received.
+func (s *Source) ReceiverReports() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rrs
+}
+
 // PLISignal receives a value after keyframe requests arrive.
 func (s *Source) PLISignal() <-chan struct{} { return s.plisCh }
 
@@ -113,6 +121,10 @@ func (s *Source) ReadRTCP(sender *webrtc.RTPSender) {
 		}
 		for _, p := range pkts {
 			switch p.(type) {
+			case *rtcp.ReceiverReport:
+				s.mu.Lock()
+				s.rrs++
+				s.mu.Unlock()
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				s.mu.Lock()
 				s.plis++

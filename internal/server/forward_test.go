@@ -151,3 +151,24 @@ func TestRoomsAreIsolated(t *testing.T) {
 		rp.sub.mu.Unlock()
 	}
 }
+
+// Subscribers get RTCP sender reports (for lip sync) and publishers get
+// receiver reports (for their congestion control), as browsers expect.
+func TestRTCPReportsFlow(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+	video, audio := videoSource(t, "pub"), audioSource(t, "pub")
+	pub.publish(ctx, video, audio)
+	pump(t, video, 5*time.Millisecond)
+	pump(t, audio, 20*time.Millisecond)
+	sub.wait(ctx, "two sender reports", func() bool { return sub.srs >= 2 })
+	for video.ReceiverReports() == 0 || audio.ReceiverReports() == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("publisher got %d video and %d audio receiver reports", video.ReceiverReports(), audio.ReceiverReports())
+		case <-time.After(20 * time.Millisecond): // polling interval
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
@@ -64,6 +65,7 @@ type peer struct {
 	mu     sync.Mutex
 	sinks  []*mediatest.Sink
 	events []signaling.Message
+	srs    int // RTCP sender reports received on the subscriber connection
 	change chan struct{} // closed and replaced on every track or event
 }
 
@@ -72,7 +74,8 @@ func newPeer(t testing.TB, s *server.Server, room, name string, api *webrtc.API)
 	p := &peer{t: t, change: make(chan struct{})}
 	c, err := client.Dial(deadline(t, 10*time.Second), wsURL(s), client.Options{
 		API: api,
-		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		OnTrack: func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+			go p.readRTCP(recv)
 			sink := mediatest.NewSink(tr)
 			p.mu.Lock()
 			p.sinks = append(p.sinks, sink)
@@ -97,6 +100,23 @@ func newPeer(t testing.TB, s *server.Server, room, name string, api *webrtc.API)
 		}
 	}
 	return p
+}
+
+func (p *peer) readRTCP(recv *webrtc.RTPReceiver) {
+	for {
+		pkts, _, err := recv.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			if _, ok := pkt.(*rtcp.SenderReport); ok {
+				p.mu.Lock()
+				p.srs++
+				p.notifyLocked()
+				p.mu.Unlock()
+			}
+		}
+	}
 }
 
 func (p *peer) notifyLocked() {

@@ -1,0 +1,34 @@
+package main
+
+import "testing"
+
+func TestFlagsReadEnvironment(t *testing.T) {
+	env := map[string]string{"CHORUS_LISTEN": "0.0.0.0:9000", "CHORUS_UDP_PORT": "9002", "CHORUS_LOG_LEVEL": "debug"}
+	o, err := parseFlags(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.listen != "0.0.0.0:9000" || o.udpPort != 9002 || o.logLevel != "debug" {
+		t.Fatalf("env not applied: %+v", o)
+	}
+	o, err = parseFlags([]string{"--listen", "127.0.0.1:1", "--udp-port", "5"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.listen != "127.0.0.1:1" || o.udpPort != 5 {
+		t.Fatalf("flags should win over env: %+v", o)
+	}
+	o, err = parseFlags(nil, func(string) string { return "" })
+	if err != nil || o.listen != "127.0.0.1:7880" || o.udpPort != 7882 {
+		t.Fatalf("defaults: %+v %v", o, err)
+	}
+	if _, err := parseFlags(nil, func(k string) string { return map[string]string{"CHORUS_UDP_PORT": "x"}[k] }); err == nil {
+		t.Fatal("bad CHORUS_UDP_PORT accepted")
+	}
+}
+
+func TestRunRejectsBadLogLevel(t *testing.T) {
+	if err := run([]string{"--log-level", "loud"}, func(string) string { return "" }); err == nil {
+		t.Fatal("bad log level accepted")
+	}
+}
