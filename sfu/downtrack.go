@@ -49,11 +49,8 @@ type DownTrack struct {
 	wg    sync.WaitGroup
 	once  sync.Once
 
-	bound  atomic.Bool
-	mu     sync.Mutex // guards writer, ssrc and pt while binding
-	writer webrtc.TrackLocalWriter
-	ssrc   uint32
-	pt     uint8
+	bound   atomic.Bool
+	binding atomic.Pointer[binding]
 
 	// enqueue state, owned by the up track's reader goroutine
 	dropping      bool
@@ -66,6 +63,13 @@ type DownTrack struct {
 	hdr       rtp.Header // reused for every write: writers consume it synchronously
 
 	packets, dropped, rtx, nackMiss, kfAsks atomic.Uint64
+}
+
+// binding is what Bind negotiated: where and how to write.
+type binding struct {
+	writer webrtc.TrackLocalWriter
+	ssrc   uint32
+	pt     uint8
 }
 
 // DownTrackOptions configures a DownTrack.
@@ -132,11 +136,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if strings.EqualFold(want.MimeType, MimeH264) && !h264Compatible(c.SDPFmtpLine, want.SDPFmtpLine) {
 			continue
 		}
-		d.mu.Lock()
-		d.writer = ctx.WriteStream()
-		d.ssrc = uint32(ctx.SSRC())
-		d.pt = uint8(c.PayloadType)
-		d.mu.Unlock()
+		d.binding.Store(&binding{writer: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
 		d.bound.Store(true)
 		if d.isVideo {
 			d.up.RequestKeyframe()
@@ -258,10 +258,8 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 }
 
 func (d *DownTrack) write(hdr CachedPacket, seq uint16, ts uint32, payload []byte) bool {
-	d.mu.Lock()
-	w, ssrc, pt := d.writer, d.ssrc, d.pt
-	d.mu.Unlock()
-	if w == nil {
+	b := d.binding.Load()
+	if b == nil {
 		return false
 	}
 	d.hdr = rtp.Header{
@@ -269,12 +267,12 @@ func (d *DownTrack) write(hdr CachedPacket, seq uint16, ts uint32, payload []byt
 		Padding:        hdr.PaddingSize > 0,
 		PaddingSize:    hdr.PaddingSize,
 		Marker:         hdr.Marker,
-		PayloadType:    pt,
+		PayloadType:    b.pt,
 		SequenceNumber: seq,
 		Timestamp:      ts,
-		SSRC:           ssrc,
+		SSRC:           b.ssrc,
 	}
-	_, err := w.WriteRTP(&d.hdr, payload)
+	_, err := b.writer.WriteRTP(&d.hdr, payload)
 	return err == nil
 }
 
