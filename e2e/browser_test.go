@@ -451,10 +451,10 @@ func (tb *tab) waitFor(timeout time.Duration, what string, cond func(pageState) 
 // ---------------------------------------------------------------- media
 
 type joined struct {
-	a, b         *tab
-	aID, bID     string
-	ttfA, ttfB   time.Duration
-	stateA, stat pageState
+	a, b           *tab
+	aID, bID       string
+	ttfA, ttfB     time.Duration
+	stateA, stateB pageState
 }
 
 // joinPair opens two tabs in one room and waits until each decodes the
@@ -476,14 +476,14 @@ func joinPair(t *testing.T, b *browser, s *testServer, room string) joined {
 	j.a, j.b = ta, tb
 	deadline := start.Add(mediaDeadline)
 	var lastA, lastB string
-	for j.ttfA == 0 || j.ttfB == 0 {
+	for {
 		for _, x := range []struct {
 			tab   *tab
 			other string
 			ttf   *time.Duration
 			last  *string
 			state *pageState
-		}{{ta, "b", &j.ttfA, &lastA, &j.stateA}, {tb, "a", &j.ttfB, &lastB, &j.stat}} {
+		}{{ta, "b", &j.ttfA, &lastA, &j.stateA}, {tb, "a", &j.ttfB, &lastB, &j.stateB}} {
 			if *x.ttf != 0 {
 				continue
 			}
@@ -507,7 +507,7 @@ func joinPair(t *testing.T, b *browser, s *testServer, room string) joined {
 		}
 		time.Sleep(pollInterval)
 	}
-	j.aID, j.bID = j.stateA.ParticipantID, j.stat.ParticipantID
+	j.aID, j.bID = j.stateA.ParticipantID, j.stateB.ParticipantID
 	worst := max(j.ttfA, j.ttfB)
 	verdict := "within"
 	if worst > ttffTarget {
@@ -515,7 +515,7 @@ func joinPair(t *testing.T, b *browser, s *testServer, room string) joined {
 	}
 	t.Logf("time to first decoded frame and audio after the second participant opened the room: a %v, b %v (%s the %v target)",
 		j.ttfA.Round(time.Millisecond), j.ttfB.Round(time.Millisecond), verdict, ttffTarget)
-	t.Logf("page timings (ms since navigation): a %v, b %v", j.stateA.Timings, j.stat.Timings)
+	t.Logf("page timings (ms since navigation): a %v, b %v", j.stateA.Timings, j.stateB.Timings)
 	return j
 }
 
@@ -625,7 +625,7 @@ func TestBrowserTwoParticipants(t *testing.T) {
 	for _, x := range []struct {
 		st    pageState
 		other string
-	}{{j.stateA, j.bID}, {j.stat, j.aID}} {
+	}{{j.stateA, j.bID}, {j.stateB, j.aID}} {
 		remote := x.st.remoteTiles()
 		if remote[0].ID != x.other {
 			t.Errorf("remote tile is for participant %q, want %q", remote[0].ID, x.other)
@@ -774,8 +774,12 @@ func TestBrowserServerUnreachable(t *testing.T) {
 		tb.waitFor(uiDeadline, "the server error banner", func(s pageState) bool {
 			return strings.Contains(s.Banner, "unknown_type")
 		})
+		closeStart := time.Now()
 		if err := s.close(); err != nil {
 			t.Fatal(err)
+		}
+		if d := time.Since(closeStart); d > time.Second {
+			t.Logf("note: server Close took %v", d.Round(time.Millisecond))
 		}
 		st := tb.waitFor(uiDeadline, "the unreachable-server banner", func(s pageState) bool {
 			return strings.Contains(s.Banner, "Cannot reach the Chorus server at ")

@@ -65,7 +65,7 @@ type peer struct {
 	mu     sync.Mutex
 	sinks  []*mediatest.Sink
 	events []signaling.Message
-	srs    int // RTCP sender reports received on the subscriber connection
+	srs    int           // RTCP sender reports received on the subscriber connection
 	change chan struct{} // closed and replaced on every track or event
 }
 

@@ -197,9 +197,9 @@ class Tile {
 
   play() {
     const p = this.video.play();
-    if (!p || this.local) return;
+    if (!p) return;
     p.catch((err) => {
-      if (err && err.name === 'NotAllowedError') {
+      if (!this.local && err && err.name === 'NotAllowedError') {
         // Autoplay with sound is blocked until the user interacts with the
         // page: play muted now and offer a button that turns sound on.
         this.video.muted = true;
@@ -223,16 +223,33 @@ class Tile {
   }
 }
 
+// layoutGrid picks the number of columns that makes the 16:9 tiles as large
+// as possible while they all fit in the grid; when they cannot fit at a
+// usable size, the tiles fill the width and the grid scrolls.
 function layoutGrid() {
-  const n = ui.grid.children.length;
-  const w = window.innerWidth;
-  let cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
-  if (w < 560) cols = 1;
-  else if (w < 900) cols = Math.min(cols, 2);
-  ui.grid.style.setProperty('--cols', String(cols));
-  ui.grid.dataset.count = String(n);
+  const grid = ui.grid;
+  const n = grid.children.length;
+  grid.dataset.count = String(n);
+  const cs = getComputedStyle(grid);
+  const gap = parseFloat(cs.columnGap) || 0;
+  const width = grid.clientWidth - (parseFloat(cs.paddingLeft) || 0) - (parseFloat(cs.paddingRight) || 0);
+  const height = grid.clientHeight - (parseFloat(cs.paddingTop) || 0) - (parseFloat(cs.paddingBottom) || 0);
+  if (n === 0 || width <= 0 || height <= 0) return; // hidden, or nothing to place
+  let best = { cols: 1, w: 0 };
+  for (let cols = 1; cols <= n; cols++) {
+    const rows = Math.ceil(n / cols);
+    const w = Math.min((width - gap * (cols - 1)) / cols, ((height - gap * (rows - 1)) / rows) * 16 / 9);
+    if (w > best.w) best = { cols, w };
+  }
+  const minW = Math.min(width, 240);
+  if (best.w < minW) {
+    const cols = Math.max(1, Math.floor((width + gap) / (minW + gap)));
+    best = { cols, w: (width - gap * (cols - 1)) / cols };
+  }
+  grid.style.setProperty('--cols', String(best.cols));
+  grid.style.setProperty('--tile-w', `${Math.floor(best.w)}px`);
 }
-window.addEventListener('resize', layoutGrid);
+new ResizeObserver(() => layoutGrid()).observe(ui.grid);
 
 function setAudioBlocked(blocked) {
   chorus.audioBlocked = blocked;
@@ -362,6 +379,11 @@ class Session {
         console.warn('chorus: ignoring a message that is not JSON');
         return;
       }
+      if (msg.type === 'error' && msg.code === 'connection_failed') {
+        // Noted now, not in the queue: the server closes the socket right
+        // after, and the close must be explained by this error.
+        this.fatalError = `The media connection failed (${msg.message || 'no details'}).`;
+      }
       this.chain = this.chain
         .then(() => (this.ended ? undefined : this.handle(msg)))
         .catch((err) => {
@@ -452,12 +474,7 @@ class Session {
   onServerError(msg) {
     const entry = { code: msg.code || 'unknown', message: msg.message || '', id: msg.id };
     chorus.errors.push(entry);
-    const text = `Server error (${entry.code}): ${entry.message || 'no details'}`;
-    if (entry.code === 'connection_failed') {
-      // The server closes the socket right after this one.
-      this.fatalError = `The media connection failed (${entry.message || 'no details'}).`;
-    }
-    showBanner(text);
+    showBanner(`Server error (${entry.code}): ${entry.message || 'no details'}`);
   }
 
   // ------------------------------------------------ participants and tracks
