@@ -43,6 +43,8 @@ func TestOnePublisherThreeSubscribers(t *testing.T) {
 	const n = 300
 	firstV := video.Next()
 	firstA := audio.Next()
+	tick := time.NewTicker(2 * time.Millisecond) // pacing: 500 frames/s of each kind
+	defer tick.Stop()
 	for i := 0; i < n; i++ {
 		if _, err := video.WriteFrame(); err != nil {
 			t.Fatal(err)
@@ -50,9 +52,7 @@ func TestOnePublisherThreeSubscribers(t *testing.T) {
 		if _, err := audio.WriteFrame(); err != nil {
 			t.Fatal(err)
 		}
-		if i%10 == 9 {
-			time.Sleep(2 * time.Millisecond) // pacing, not synchronisation
-		}
+		<-tick.C
 	}
 	for i := range subs {
 		if err := vs[i].WaitRange(ctx, firstV, firstV+n); err != nil {

@@ -177,7 +177,6 @@ wait:
 			idle.Reset(idleLimit)
 		case <-idle.C:
 			t.Logf("no media for %v: stop waiting for the last frames", idleLimit)
-			for k, r := range recs { r.mu.Lock(); c := video; if k == webrtc.RTPCodecTypeAudio { c = audio }; i0, sc, tie := anchor(c, r.samples); n, _ := framesAfterFirst(c, r.samples, len(r.samples)-1); t.Logf("DBG %s i0=%d sc=%d tie=%v n=%d len=%d", k, i0, sc, tie, n, len(r.samples)); r.mu.Unlock() }
 			break wait
 		case <-ctx.Done():
 			t.Fatal("timed out waiting for the viewer to receive the last frames")
@@ -200,8 +199,8 @@ wait:
 	if len(vRecv) == 0 || len(aRecv) == 0 {
 		t.Fatalf("viewer received %d video frames and %d audio packets", len(vRecv), len(aRecv))
 	}
-	vIdx := matchReceived(t, "video", video, vRecv)
-	aIdx := matchReceived(t, "audio", audio, aRecv)
+	vIdx, _ := matchReceived(t, "video", video, vRecv)
+	aIdx, audioIdx := matchReceived(t, "audio", audio, aRecv)
 
 	firstKey := -1
 	for k, smp := range vRecv {
@@ -217,7 +216,7 @@ wait:
 		t.Errorf("the viewer's first %d video frame(s) came before its first keyframe (first frame is clip frame %d, first keyframe clip frame %d): the server should start a subscriber on a keyframe",
 			firstKey, vIdx[0], vIdx[firstKey])
 	}
-	keyIdx, audioIdx := vIdx[firstKey], aIdx[0]
+	keyIdx := vIdx[firstKey]
 
 	outIVF, outOgg := filepath.Join(dir, "out.ivf"), filepath.Join(dir, "out.ogg")
 	writeIVF(t, outIVF, video, vRecv[firstKey:])
@@ -516,7 +515,10 @@ type recorder struct {
 	mu      sync.Mutex
 	started bool
 	samples []recvSample
-	done    chan struct{}
+	// RTP timestamp of the newest packet that ended a frame
+	markerTS   uint32
+	haveMarker bool
+	done       chan struct{}
 }
 
 func newRecorder(dep rtp.Depacketizer, clock uint32, maxLate uint16, change *broadcast) *recorder {
@@ -540,6 +542,13 @@ func (r *recorder) run(tr *webrtc.TrackRemote) {
 		if err != nil {
 			break
 		}
+		if p.Marker {
+			r.mu.Lock()
+			if !r.haveMarker || int32(p.Timestamp-r.markerTS) > 0 {
+				r.haveMarker, r.markerTS = true, p.Timestamp
+			}
+			r.mu.Unlock()
+		}
 		sb.Push(p)
 		r.pop(sb)
 	}
@@ -561,17 +570,22 @@ func (r *recorder) pop(sb *samplebuilder.SampleBuilder) {
 	}
 }
 
-// complete reports whether the last frame received is the clip's last.
+// complete reports whether the clip's last frame has arrived: its last
+// packet has been received and every earlier frame has left the jitter
+// buffer (which keeps the newest frame until a later packet arrives).
 func (r *recorder) complete(c *clip) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.samples) == 0 {
+	if len(r.samples) == 0 || !r.haveMarker {
 		return false
 	}
 	i0, _, tie := anchor(c, r.samples)
-	last := len(r.samples) - 1
-	n, _ := framesAfterFirst(c, r.samples, last)
-	return i0 >= 0 && !tie && i0+n == len(c.frames)-1 && r.samples[last].hash == c.frames[len(c.frames)-1].hash
+	if i0 < 0 || tie {
+		return false
+	}
+	n, _ := framesAfterFirst(c, r.samples, len(r.samples)-1)
+	m := int(math.Round(float64(r.markerTS-r.samples[0].ts) / c.ticks))
+	return i0+m == len(c.frames)-1 && i0+n >= len(c.frames)-2
 }
 
 // stopped waits for the reader to end (the viewer's PC is closed).
@@ -597,11 +611,11 @@ func (r *recorder) result() []recvSample {
 }
 
 // matchReceived maps each received frame to the clip frame it carries (-1 if
-// none). The anchor is found by content; the other frames' positions follow
+// none) and returns the clip index of the first. The anchor is found by content; the other frames' positions follow
 // from their RTP timestamps, which the server must carry over with their
 // original spacing. Any frame whose content or timestamp disagrees, any
 // duplicate and any reordering is an error.
-func matchReceived(t *testing.T, what string, c *clip, recv []recvSample) []int {
+func matchReceived(t *testing.T, what string, c *clip, recv []recvSample) (idx []int, first int) {
 	t.Helper()
 	best, _, tie := anchor(c, recv)
 	if best < 0 {
@@ -611,7 +625,7 @@ func matchReceived(t *testing.T, what string, c *clip, recv []recvSample) []int 
 		t.Fatalf("%s: the received frames match the clip at several offsets", what)
 	}
 	pos := func(k int) (int, float64) { return framesAfterFirst(c, recv, k) }
-	idx := make([]int, len(recv))
+	idx = make([]int, len(recv))
 	bad := 0
 	seen := map[int]bool{}
 	for k := range recv {
@@ -640,7 +654,7 @@ func matchReceived(t *testing.T, what string, c *clip, recv []recvSample) []int 
 			t.Fatalf("%s: too many bad frames", what)
 		}
 	}
-	return idx
+	return idx, best
 }
 
 // framesAfterFirst is the number of frame durations between recv[0] and
