@@ -49,7 +49,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	}
 	fs.IntVar(&o.udpPort, "udp-port", port, "the single UDP port for all media (env CHORUS_UDP_PORT)")
 	fs.StringVar(&o.udpIP, "udp-ip", env("udp-ip", ""),
-		"local IP for media; default: loopback when --listen is loopback, else every interface (env CHORUS_UDP_IP)")
+		"restrict media to this local IP (default: every interface, loopback included) (env CHORUS_UDP_IP)")
 	fs.StringVar(&o.nat1to1, "nat-1to1-ips", env("nat-1to1-ips", ""),
 		"comma-separated public IPs advertised for media (env CHORUS_NAT_1TO1_IPS)")
 	fs.StringVar(&o.logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env CHORUS_LOG_LEVEL)")

@@ -18,9 +18,12 @@ import (
 
 // Config configures a Chorus server.
 type Config struct {
-	Listen     string   // HTTP address, e.g. "127.0.0.1:7880"
-	UDPPort    int      // media UDP port, 0 = ephemeral
-	UDPIP      string   // restrict media to this IP; empty: loopback when Listen is loopback, else all
+	Listen  string // HTTP address, e.g. "127.0.0.1:7880"
+	UDPPort int    // media UDP port, 0 = ephemeral
+	// UDPIP restricts media to one local IP; empty: every interface, loopback
+	// included, so that both browsers on this machine and native stacks that
+	// never use loopback (libnice) can connect.
+	UDPIP      string
 	NAT1To1IPs []string // public IPs to advertise
 	// KeyframeInterval is the minimum time between keyframe requests to one
 	// publisher stream (default 500 ms).
@@ -46,13 +49,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	udpIP := cfg.UDPIP
-	if udpIP == "" {
-		if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
-			udpIP = a.IP.String()
-		}
-	}
-	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: udpIP, NAT1To1IPs: cfg.NAT1To1IPs,
+	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: cfg.UDPIP, NAT1To1IPs: cfg.NAT1To1IPs,
 		KeyframeInterval: cfg.KeyframeInterval, Logger: cfg.Logger})
 	if err != nil {
 		_ = ln.Close()
