@@ -126,14 +126,14 @@ func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.up.info.Kind }
 func (d *DownTrack) UpTrack() *UpTrack { return d.up }
 
 // Bind is called by pion when the subscriber's PeerConnection has negotiated
-// this track; it picks the subscriber's payload type for the publisher's codec.
+// this track; it picks the subscriber's payload type for the publisher's
+// codec. When the subscriber accepted none that carries it, the track is
+// bound but never forwards: failing Bind would fail the whole negotiation
+// and cut the subscriber's other tracks.
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	want := d.up.codec
-	for _, c := range ctx.CodecParameters() {
-		if !strings.EqualFold(c.MimeType, want.MimeType) {
-			continue
-		}
-		if strings.EqualFold(want.MimeType, MimeH264) && !h264Compatible(c.SDPFmtpLine, want.SDPFmtpLine) {
+	codecs := ctx.CodecParameters()
+	for _, c := range codecs {
+		if !codecCarries(c, d.up.codec) {
 			continue
 		}
 		d.binding.Store(&binding{writer: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
@@ -143,7 +143,11 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 		return c, nil
 	}
-	return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: %s", ErrCodecMismatch, want.MimeType)
+	d.log.Warn("subscriber cannot decode the track's codec", "codec", d.up.codec.MimeType)
+	if len(codecs) == 0 {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: %s", ErrCodecMismatch, d.up.codec.MimeType)
+	}
+	return codecs[0], nil
 }
 
 // Unbind stops forwarding.

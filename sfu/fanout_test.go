@@ -330,7 +330,12 @@ func TestBindRejectsUnsupportedCodec(t *testing.T) {
 		Codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeH264}}})
 	d := NewDownTrack(up, DownTrackOptions{})
 	defer d.Close()
-	if _, err := d.Bind(fakeCtx{w: &fakeWriter{}}); err == nil {
+	// binding succeeds (failing would fail the subscriber's whole
+	// negotiation) but the track never forwards
+	if _, err := d.Bind(fakeCtx{w: &fakeWriter{}}); err != nil {
+		t.Fatal(err)
+	}
+	if d.bound.Load() {
 		t.Fatal("H264 bound to a VP8-only subscriber")
 	}
 }

@@ -349,7 +349,7 @@ func (p *Participant) addDownTrack(d *DownTrack) (*webrtc.RTPSender, error) {
 	if tr == nil {
 		return nil, fmt.Errorf("sfu: no transceiver for %s", d.id)
 	}
-	if err := tr.SetCodecPreferences(p.sfu.codecsFor(d.up.codec)); err != nil {
+	if err := tr.SetCodecPreferences(p.sfu.codecPreferences(d.up.codec)); err != nil {
 		p.log.Debug("codec preferences", "err", err)
 	}
 	return tr.Sender(), nil

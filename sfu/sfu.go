@@ -137,19 +137,34 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 	}
 }
 
-// codecsFor returns the server's codecs that can carry a publisher's codec.
-func (s *SFU) codecsFor(c webrtc.RTPCodecParameters) []webrtc.RTPCodecParameters {
-	var out []webrtc.RTPCodecParameters
+// codecPreferences orders the server's codecs of a track's kind with those
+// that can carry the publisher's codec first. Every codec stays listed: pion
+// only offers, in later renegotiations, codecs that an earlier answer
+// accepted, so restricting a first m-line to VP8 would make a later VP9 or
+// H264 track impossible to offer on the same connection.
+func (s *SFU) codecPreferences(c webrtc.RTPCodecParameters) []webrtc.RTPCodecParameters {
+	var first, rest []webrtc.RTPCodecParameters
+	audio := strings.HasPrefix(strings.ToLower(c.MimeType), "audio/")
 	for _, sc := range s.codecs {
-		if !strings.EqualFold(sc.MimeType, c.MimeType) {
+		if strings.HasPrefix(strings.ToLower(sc.MimeType), "audio/") != audio {
 			continue
 		}
-		if strings.EqualFold(c.MimeType, MimeH264) && !h264Compatible(sc.SDPFmtpLine, c.SDPFmtpLine) {
-			continue
+		if codecCarries(sc, c) {
+			first = append(first, sc)
+		} else {
+			rest = append(rest, sc)
 		}
-		out = append(out, sc)
 	}
-	return out
+	return append(first, rest...)
+}
+
+// codecCarries reports whether negotiated codec n can carry packets of the
+// publisher's codec c unchanged.
+func codecCarries(n, c webrtc.RTPCodecParameters) bool {
+	if !strings.EqualFold(n.MimeType, c.MimeType) {
+		return false
+	}
+	return !strings.EqualFold(c.MimeType, MimeH264) || h264Compatible(n.SDPFmtpLine, c.SDPFmtpLine)
 }
 
 // LocalAddrs are the UDP addresses media is received on.

@@ -27,6 +27,7 @@ const (
 type Source struct {
 	Track   *webrtc.TrackLocalStaticRTP
 	isVideo bool
+	mime    string
 	size    int
 
 	mu        sync.Mutex
@@ -41,11 +42,39 @@ type Source struct {
 
 // NewVideoSource returns a VP8 source whose packets have size bytes of payload.
 func NewVideoSource(id, stream string, size int) (*Source, error) {
-	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, id, stream)
+	return NewVideoSourceCodec(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, id, stream, size)
+}
+
+// NewVideoSourceCodec returns a source of VP8, VP9 or H264 single-packet
+// frames whose first two payload bytes mark keyframes as that codec does.
+func NewVideoSourceCodec(c webrtc.RTPCodecCapability, id, stream string, size int) (*Source, error) {
+	t, err := webrtc.NewTrackLocalStaticRTP(c, id, stream)
 	if err != nil {
 		return nil, err
 	}
-	return &Source{Track: t, isVideo: true, size: max(size, vp8HeaderLen+infoLen), keyNeeded: true, plisCh: make(chan struct{}, 1)}, nil
+	return &Source{Track: t, isVideo: true, mime: c.MimeType, size: max(size, vp8HeaderLen+infoLen),
+		keyNeeded: true, plisCh: make(chan struct{}, 1)}, nil
+}
+
+// codecHeader returns the first two payload bytes of a single-packet frame.
+func codecHeader(mime string, key bool) (byte, byte) {
+	switch mime {
+	case webrtc.MimeTypeVP9: // descriptor: B and E set, P set for inter frames
+		if key {
+			return 0x0C, 0
+		}
+		return 0x4C, 0
+	case webrtc.MimeTypeH264: // NAL header: IDR slice or non-IDR slice
+		if key {
+			return 0x65, 0
+		}
+		return 0x41, 0
+	default: // VP8: S=1, PID=0; then the payload header's P bit
+		if key {
+			return 0x10, 0x00
+		}
+		return 0x10, 0x01
+	}
 }
 
 // NewAudioSource returns an Opus source.
@@ -76,11 +105,7 @@ func (s *Source) WriteFrame() (uint32, error) {
 	payload := make([]byte, s.size)
 	off := 0
 	if s.isVideo {
-		payload[0] = 0x10 // S=1, PID=0: start of a frame
-		payload[1] = 0x01 // inter frame
-		if key {
-			payload[1] = 0x00
-		}
+		payload[0], payload[1] = codecHeader(s.mime, key)
 		off = vp8HeaderLen
 	}
 	binary.BigEndian.PutUint32(payload[off:], idx)

@@ -172,3 +172,67 @@ func TestRTCPReportsFlow(t *testing.T) {
 		}
 	}
 }
+
+// VP9 and H264 are forwarded when publisher and subscriber both offer them.
+func TestForwardsVP9AndH264(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+	var srcs []*mediatest.Source
+	for _, c := range []webrtc.RTPCodecCapability{
+		{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"},
+		{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+	} {
+		src, err := mediatest.NewVideoSourceCodec(c, "v-"+c.MimeType[6:], "pub", 800)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, src)
+	}
+	pub.publish(ctx, srcs...)
+	for _, src := range srcs {
+		pump(t, src, 5*time.Millisecond)
+	}
+	got := map[string]bool{}
+	sub.wait(ctx, "two video tracks", func() bool { return len(sub.sinks) == 2 })
+	for _, sk := range sub.sinks {
+		if err := sk.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 20 }); err != nil {
+			t.Fatalf("%s: no frames", sk.Track.Codec().MimeType)
+		}
+		got[sk.Track.Codec().MimeType] = true
+	}
+	if !got[webrtc.MimeTypeVP9] || !got[webrtc.MimeTypeH264] {
+		t.Fatalf("received codecs %v", got)
+	}
+}
+
+// Muting is relayed to the others.
+func TestMuteIsRelayed(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+	audio := audioSource(t, "pub")
+	pub.publish(ctx, audio)
+	pump(t, audio, 20*time.Millisecond)
+	sub.wait(ctx, "trackPublished", func() bool { return sub.hasEvent(signaling.TypeTrackPublished, nil) })
+	muted := true
+	if err := pub.c.Send(signaling.Message{Type: signaling.TypeMute, TrackID: audio.Track.ID(), Muted: &muted}); err != nil {
+		t.Fatal(err)
+	}
+	sub.wait(ctx, "trackMuted", func() bool {
+		return sub.hasEvent(signaling.TypeTrackMuted, func(m signaling.Message) bool {
+			return m.Track.Muted && m.Track.PublisherTrackID == audio.Track.ID() && m.Track.ParticipantID == pub.c.ID()
+		})
+	})
+	r, _ := s.SFU().Rooms().Get("room")
+	for _, p := range r.Participants() {
+		for _, tr := range p.Tracks {
+			if !tr.Muted {
+				t.Fatalf("room state lost the mute: %+v", tr)
+			}
+		}
+	}
+}
