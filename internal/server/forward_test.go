@@ -236,3 +236,71 @@ func TestMuteIsRelayed(t *testing.T) {
 		}
 	}
 }
+
+// Four participants all publish audio and video and each receives the
+// other three's tracks.
+func TestEveryoneReceivesEveryone(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 60*time.Second)
+	names := []string{"a", "b", "c", "d"}
+	peers := map[string]*peer{}
+	for _, n := range names {
+		p := newPeer(t, s, "mesh", n, nil)
+		v, a := videoSource(t, n), audioSource(t, n)
+		p.publish(ctx, v, a)
+		pump(t, v, 10*time.Millisecond)
+		pump(t, a, 20*time.Millisecond)
+		peers[n] = p
+	}
+	for _, n := range names {
+		for _, other := range names {
+			if other == n {
+				continue
+			}
+			for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+				sk := peers[n].sink(ctx, kind, peers[other].c.ID())
+				if err := sk.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 5 }); err != nil {
+					t.Fatalf("%s gets no %s from %s", n, kind, other)
+				}
+			}
+		}
+		peers[n].mu.Lock()
+		got := len(peers[n].sinks)
+		peers[n].mu.Unlock()
+		if got != 6 {
+			t.Fatalf("%s received %d tracks, want 6", n, got)
+		}
+	}
+}
+
+// A publisher that stops a track (renegotiating without it) unpublishes it
+// for everyone; its other track keeps flowing.
+func TestStoppedTrackIsUnpublished(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+	video, audio := videoSource(t, "pub"), audioSource(t, "pub")
+	senders := pub.publish(ctx, video, audio)
+	stopV := pump(t, video, 5*time.Millisecond)
+	pump(t, audio, 20*time.Millisecond)
+	vs := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	as := sub.sink(ctx, webrtc.RTPCodecTypeAudio, "")
+	if err := vs.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > 5 }); err != nil {
+		t.Fatal(err)
+	}
+	stopV()
+	if err := pub.c.Unpublish(ctx, senders[0]); err != nil {
+		t.Fatal(err)
+	}
+	sub.wait(ctx, "trackUnpublished video", func() bool {
+		return sub.hasEvent(signaling.TypeTrackUnpublished, func(m signaling.Message) bool { return m.Track.Kind == "video" })
+	})
+	if sub.hasEvent(signaling.TypeTrackUnpublished, func(m signaling.Message) bool { return m.Track.Kind == "audio" }) {
+		t.Fatal("audio was unpublished too")
+	}
+	n := as.Count()
+	if err := as.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > n+10 }); err != nil {
+		t.Fatal("audio stopped after the video was unpublished")
+	}
+}

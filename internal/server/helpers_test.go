@@ -170,7 +170,7 @@ func (p *peer) hasEvent(typ string, match func(signaling.Message) bool) bool {
 }
 
 // publish publishes sources and starts reading their RTCP.
-func (p *peer) publish(ctx context.Context, srcs ...*mediatest.Source) {
+func (p *peer) publish(ctx context.Context, srcs ...*mediatest.Source) []*webrtc.RTPSender {
 	p.t.Helper()
 	tracks := make([]webrtc.TrackLocal, len(srcs))
 	for i, s := range srcs {
@@ -183,6 +183,7 @@ func (p *peer) publish(ctx context.Context, srcs ...*mediatest.Source) {
 	for i, s := range senders {
 		go srcs[i].ReadRTCP(s)
 	}
+	return senders
 }
 
 // pump writes a frame every interval until ctx ends or stop is called.

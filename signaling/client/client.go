@@ -181,21 +181,39 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 		}
 		senders = append(senders, tr.Sender())
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return nil, err
-	}
-	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeOffer, Target: signaling.TargetPublisher, SDP: offer.SDP})
-	if err != nil {
-		return nil, err
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP}); err != nil {
+	if err := c.negotiatePublisher(ctx, pc); err != nil {
 		return nil, err
 	}
 	return senders, nil
+}
+
+// Unpublish stops sending the tracks of senders and renegotiates.
+func (c *Client) Unpublish(ctx context.Context, senders ...*webrtc.RTPSender) error {
+	pc := c.Publisher()
+	if pc == nil {
+		return errors.New("client: nothing published")
+	}
+	for _, s := range senders {
+		if err := pc.RemoveTrack(s); err != nil {
+			return err
+		}
+	}
+	return c.negotiatePublisher(ctx, pc)
+}
+
+func (c *Client) negotiatePublisher(ctx context.Context, pc *webrtc.PeerConnection) error {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeOffer, Target: signaling.TargetPublisher, SDP: offer.SDP})
+	if err != nil {
+		return err
+	}
+	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP})
 }
 
 // Publisher and Subscriber return the client's PeerConnections (nil until used).
