@@ -23,15 +23,16 @@ func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 500} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			up := newVideoUp(nil)
+			pt := published(up)
 			ws := make([]*fakeCounter, n)
 			ds := make([]*DownTrack, n)
 			for i := range ws {
 				ws[i] = &fakeCounter{}
-				ds[i] = NewDownTrack(up, DownTrackOptions{QueueSize: 512})
+				ds[i] = NewDownTrack(pt, DownTrackOptions{QueueSize: 512})
 				if _, err := ds[i].Bind(fakeCtx{w: ws[i], ssrc: 1}); err != nil {
 					b.Fatal(err)
 				}
-				up.AddDownTrack(ds[i])
+				pt.attach(ds[i])
 			}
 			pz := &packetizer{perFrame: 4}
 			// 1000-byte packets, like video
@@ -73,7 +74,7 @@ func BenchmarkFanout(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/fwd")
 			for _, d := range ds {
-				up.RemoveDownTrack(d)
+				pt.detach(d)
 				d.Close()
 			}
 		})

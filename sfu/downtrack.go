@@ -28,22 +28,28 @@ type DownTrackStats struct {
 	Retransmissions uint64 // packets resent in answer to NACKs
 	NACKsMissed     uint64 // NACKed packets no longer in the cache
 	KeyframeAsks    uint64 // PLI/FIR received from the subscriber
+	LayerSwitches   uint64
 }
 
-// DownTrack forwards one up track to one subscriber. It implements
-// webrtc.TrackLocal. Packets reach it as references (header fields; the
-// payload stays in the up track's cache); its own writer goroutine copies the
-// payload into a per-write buffer, rewrites the header and writes it, so a
-// slow subscriber never blocks the publisher's reader: when the queue fills,
-// whole video frames are dropped.
+// DownTrack forwards one published track to one subscriber, one simulcast
+// layer at a time. It implements webrtc.TrackLocal. Packets reach it as
+// references (header fields; the payload stays in the layer's cache); its own
+// writer goroutine copies the payload into a per-write buffer, rewrites the
+// header and writes it, so a slow subscriber never blocks the publisher's
+// readers: when the queue fills, whole video frames are dropped.
+//
+// Layer switches: SetTargetLayer names the layer wanted; the current layer
+// keeps flowing until the target layer's next keyframe arrives, and the
+// switch happens on that packet.
 type DownTrack struct {
-	up      *UpTrack
+	src     *PublishedTrack
 	id      string
 	stream  string
 	isVideo bool
+	isVP8   bool
 	log     *slog.Logger
 
-	queue chan CachedPacket
+	queue chan queued
 	nacks chan []uint16
 	done  chan struct{}
 	wg    sync.WaitGroup
@@ -51,18 +57,32 @@ type DownTrack struct {
 
 	bound   atomic.Bool
 	binding atomic.Pointer[binding]
+	current atomic.Int32 // layer being forwarded, -1 before the first keyframe
+	target  atomic.Int32 // layer wanted
 
-	// enqueue state, owned by the up track's reader goroutine
+	// enqueue state: several layer readers may call enqueue, so it is
+	// guarded by emu (only packets of the current and target layers get there)
+	emu           sync.Mutex
 	dropping      bool
 	dropThreshold int
+	lastKFAsk     time.Time
 
 	// writer state, owned by the writer goroutine
 	rw        simulcast.Rewriter
-	lastKFAsk time.Time
+	vp8       simulcast.VP8Munger
 	stale     bool       // a packet of the current frame was gone from the cache
 	hdr       rtp.Header // reused for every write: writers consume it synchronously
+	lastWrite time.Time
+	layerOf   int // layer of the last packet written
 
-	packets, dropped, rtx, nackMiss, kfAsks atomic.Uint64
+	packets, dropped, rtx, nackMiss, kfAsks, switches atomic.Uint64
+}
+
+// queued is one packet reference waiting for the writer.
+type queued struct {
+	p      CachedPacket
+	layer  int8
+	switch_ bool // first packet of a new layer: re-anchor the rewriting
 }
 
 // binding is what Bind negotiated: where and how to write.
@@ -77,42 +97,51 @@ type DownTrackOptions struct {
 	// QueueSize is the number of packets that may wait for the writer
 	// (default 512 for video, 64 for audio).
 	QueueSize int
-	Logger    *slog.Logger
+	// Layer is the initial target layer (default: the highest).
+	Layer  int
+	Logger *slog.Logger
 }
 
-// NewDownTrack creates a down track of up for a subscriber and starts its
+// NewDownTrack creates a down track of src for a subscriber and starts its
 // writer goroutine. It forwards nothing until it is bound to a
-// PeerConnection and attached to up with up.AddDownTrack.
-func NewDownTrack(up *UpTrack, o DownTrackOptions) *DownTrack {
+// PeerConnection and attached to src.
+func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
+	isVideo := src.info.Kind == webrtc.RTPCodecTypeVideo
 	if o.QueueSize == 0 {
 		o.QueueSize = 64
-		if up.isVideo {
+		if isVideo {
 			o.QueueSize = 512
 		}
 	}
 	if o.Logger == nil {
-		o.Logger = up.log
+		o.Logger = slog.Default()
+	}
+	if o.Layer == 0 && isVideo {
+		o.Layer = MaxLayers - 1
 	}
 	d := &DownTrack{
-		up:            up,
-		id:            up.info.ID,
-		stream:        up.info.ParticipantID,
-		isVideo:       up.isVideo,
-		log:           o.Logger,
-		queue:         make(chan CachedPacket, o.QueueSize),
+		src:           src,
+		id:            src.info.ID,
+		stream:        src.info.ParticipantID,
+		isVideo:       isVideo,
+		isVP8:         strings.EqualFold(src.codec.MimeType, MimeVP8),
+		log:           o.Logger.With("track", src.info.ID),
+		queue:         make(chan queued, o.QueueSize),
 		nacks:         make(chan []uint16, 16),
 		done:          make(chan struct{}),
 		dropThreshold: o.QueueSize / 2,
 	}
+	d.current.Store(-1)
+	d.target.Store(int32(o.Layer))
 	d.wg.Add(1)
 	go d.writeLoop()
 	return d
 }
 
-// ID is the track ID seen by the subscriber (the up track's ID).
+// ID is the track ID seen by the subscriber (the published track's ID).
 func (d *DownTrack) ID() string { return d.id }
 
-// RID is empty: a down track is one stream.
+// RID is empty: a down track is one stream whatever the layer.
 func (d *DownTrack) RID() string { return "" }
 
 // StreamID is the publisher's participant ID, so that a subscriber can group
@@ -120,10 +149,31 @@ func (d *DownTrack) RID() string { return "" }
 func (d *DownTrack) StreamID() string { return d.stream }
 
 // Kind is audio or video.
-func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.up.info.Kind }
+func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.src.info.Kind }
 
-// UpTrack is the track this down track forwards.
-func (d *DownTrack) UpTrack() *UpTrack { return d.up }
+// Source is the published track this down track forwards.
+func (d *DownTrack) Source() *PublishedTrack { return d.src }
+
+// CurrentLayer is the layer being forwarded (-1 before the first keyframe).
+func (d *DownTrack) CurrentLayer() int { return int(d.current.Load()) }
+
+// TargetLayer is the layer the down track is switching to (or is on).
+func (d *DownTrack) TargetLayer() int { return int(d.target.Load()) }
+
+// SetTargetLayer asks for layer l: forwarding moves to it at its next
+// keyframe, which is requested from the publisher (once per layer however
+// many subscribers ask).
+func (d *DownTrack) SetTargetLayer(l int) {
+	if l < 0 || l >= MaxLayers {
+		return
+	}
+	if d.target.Swap(int32(l)) == int32(l) {
+		return
+	}
+	if w := d.wantedLayer(); w >= 0 && int(d.current.Load()) != w && d.bound.Load() {
+		d.src.Layer(w).RequestKeyframe()
+	}
+}
 
 // Bind is called by pion when the subscriber's PeerConnection has negotiated
 // this track; it picks the subscriber's payload type for the publisher's
@@ -133,19 +183,19 @@ func (d *DownTrack) UpTrack() *UpTrack { return d.up }
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	codecs := ctx.CodecParameters()
 	for _, c := range codecs {
-		if !codecCarries(c, d.up.codec) {
+		if !codecCarries(c, d.src.codec) {
 			continue
 		}
 		d.binding.Store(&binding{writer: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
 		d.bound.Store(true)
-		if d.isVideo {
-			d.up.RequestKeyframe()
+		if w := d.wantedLayer(); w >= 0 && d.isVideo {
+			d.src.Layer(w).RequestKeyframe()
 		}
 		return c, nil
 	}
-	d.log.Warn("subscriber cannot decode the track's codec", "codec", d.up.codec.MimeType)
+	d.log.Warn("subscriber cannot decode the track's codec", "codec", d.src.codec.MimeType)
 	if len(codecs) == 0 {
-		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: %s", ErrCodecMismatch, d.up.codec.MimeType)
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: %s", ErrCodecMismatch, d.src.codec.MimeType)
 	}
 	return codecs[0], nil
 }
@@ -160,26 +210,47 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 func (d *DownTrack) Stats() DownTrackStats {
 	return DownTrackStats{
 		Packets: d.packets.Load(), Dropped: d.dropped.Load(), Retransmissions: d.rtx.Load(),
-		NACKsMissed: d.nackMiss.Load(), KeyframeAsks: d.kfAsks.Load(),
+		NACKsMissed: d.nackMiss.Load(), KeyframeAsks: d.kfAsks.Load(), LayerSwitches: d.switches.Load(),
 	}
 }
 
-// Close stops the writer goroutine and waits for it. The caller removes the
-// down track from its up track first.
+// Close stops the writer goroutine and waits for it. The caller detaches
+// the down track from its source first.
 func (d *DownTrack) Close() {
 	d.once.Do(func() { close(d.done) })
 	d.wg.Wait()
 }
 
-// enqueue hands a packet reference to the writer without blocking. It is
-// called only by the up track's reader goroutine. A video frame is dropped
-// whole when the queue is more than half full at its first packet, and the
-// rest of a frame is dropped when the queue overflows in its middle.
-func (d *DownTrack) enqueue(p CachedPacket) {
+// enqueue hands a packet reference of one layer to the writer without
+// blocking. It is called by the layers' reader goroutines. Packets of layers
+// other than the current one are ignored, except the target layer's
+// keyframe, which switches. A video frame is dropped whole when the queue is
+// more than half full at its first packet, and the rest of a frame is
+// dropped when the queue overflows in its middle.
+func (d *DownTrack) enqueue(layer int, p CachedPacket) {
 	if !d.bound.Load() {
 		return
 	}
-	if p.FrameStart {
+	cur, tgt := int(d.current.Load()), d.wantedLayer()
+	if layer != cur && layer != tgt {
+		return
+	}
+	d.emu.Lock()
+	defer d.emu.Unlock()
+	sw := false
+	if cur = int(d.current.Load()); layer != cur {
+		if !p.Keyframe || !p.FrameStart {
+			d.askKeyframeLocked(layer)
+			return
+		}
+		d.current.Store(int32(layer))
+		d.dropping = false
+		sw = true
+		if cur >= 0 {
+			d.switches.Add(1)
+		}
+	}
+	if p.FrameStart && !sw {
 		d.dropping = d.isVideo && len(d.queue) >= d.dropThreshold
 	}
 	if d.dropping {
@@ -187,10 +258,40 @@ func (d *DownTrack) enqueue(p CachedPacket) {
 		return
 	}
 	select {
-	case d.queue <- p:
+	case d.queue <- queued{p: p, layer: int8(layer), switch_: sw}:
 	default:
 		d.dropped.Add(1)
 		d.dropping = d.isVideo
+	}
+}
+
+// wantedLayer is the target layer if the publisher sends it, else the
+// nearest existing layer below it, else above it.
+func (d *DownTrack) wantedLayer() int {
+	t := int(d.target.Load())
+	for l := t; l >= 0; l-- {
+		if d.src.layers[l].Load() != nil {
+			return l
+		}
+	}
+	for l := t + 1; l < MaxLayers; l++ {
+		if d.src.layers[l].Load() != nil {
+			return l
+		}
+	}
+	return -1
+}
+
+// askKeyframeLocked asks layer l for a keyframe, at most every 100 ms from
+// this down track (the up track merges requests from all subscribers).
+func (d *DownTrack) askKeyframeLocked(l int) {
+	now := time.Now()
+	if now.Sub(d.lastKFAsk) < 100*time.Millisecond {
+		return
+	}
+	d.lastKFAsk = now
+	if u := d.src.Layer(l); u != nil {
+		u.RequestKeyframe()
 	}
 }
 
@@ -201,26 +302,25 @@ func (d *DownTrack) writeLoop() {
 		select {
 		case <-d.done:
 			return
-		case p := <-d.queue:
-			d.forward(p, buf)
+		case q := <-d.queue:
+			d.forward(q, buf)
 		case seqs := <-d.nacks:
 			d.retransmit(seqs, buf)
 		}
 	}
 }
 
-func (d *DownTrack) forward(p CachedPacket, buf []byte) {
-	if !d.rw.Started() {
-		if !p.Keyframe {
-			d.askKeyframe()
-			return
-		}
-		d.rw.Start(p.SeqNum, p.Timestamp, uint16(rand.Uint32()), rand.Uint32())
+func (d *DownTrack) forward(q queued, buf []byte) {
+	p := q.p
+	up := d.src.Layer(int(q.layer))
+	if up == nil {
+		d.dropped.Add(1)
+		return
 	}
 	if p.FrameStart {
 		d.stale = false
 	}
-	hdr, n, ok := d.up.cache.Get(p.SeqNum, buf)
+	hdr, n, ok := up.cache.Get(p.SeqNum, buf)
 	if !ok || d.stale {
 		// The writer fell so far behind that the packet was overwritten:
 		// drop the rest of its frame too rather than send a partial frame.
@@ -228,36 +328,64 @@ func (d *DownTrack) forward(p CachedPacket, buf []byte) {
 		d.dropped.Add(1)
 		return
 	}
-	seq, ts := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
-	if d.write(hdr, seq, ts, buf[:n]) {
-		d.packets.Add(1)
-	}
-}
-
-func (d *DownTrack) askKeyframe() {
 	now := time.Now()
-	if now.Sub(d.lastKFAsk) < 100*time.Millisecond {
+	if q.switch_ {
+		if !d.rw.Started() {
+			d.rw.Start(hdr.SeqNum, hdr.Timestamp, uint16(rand.Uint32()), rand.Uint32())
+		} else {
+			d.rw.SwitchSource(hdr.SeqNum, hdr.Timestamp, d.tsGap(now))
+		}
+		if d.isVP8 {
+			d.vp8.Switch(buf[:n])
+		}
+		d.layerOf = int(q.layer)
+	} else if int(q.layer) != d.layerOf {
+		d.dropped.Add(1) // a straggler of the previous layer
 		return
 	}
-	d.lastKFAsk = now
-	d.up.RequestKeyframe()
+	d.lastWrite = now
+	d.send(hdr, buf[:n], &d.packets)
+}
+
+// tsGap is the timestamp advance across a layer switch: the wall-clock
+// time since the last packet written, at least one tick.
+func (d *DownTrack) tsGap(now time.Time) uint32 {
+	rate := d.src.codec.ClockRate
+	if rate == 0 {
+		rate = 90000
+	}
+	gap := uint32(now.Sub(d.lastWrite).Seconds() * float64(rate))
+	if d.lastWrite.IsZero() || gap == 0 {
+		gap = 1
+	}
+	return gap
+}
+
+// send rewrites and writes one packet whose payload is in payload.
+func (d *DownTrack) send(hdr CachedPacket, payload []byte, counter *atomic.Uint64) {
+	seq, ts := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
+	if d.isVP8 {
+		d.vp8.Munge(payload)
+	}
+	if d.write(hdr, seq, ts, payload) {
+		counter.Add(1)
+	}
 }
 
 func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
+	up := d.src.Layer(d.layerOf)
 	for _, out := range seqs {
 		in, ok := d.rw.Reverse(out)
-		if !ok {
+		if !ok || up == nil {
+			d.nackMiss.Add(1)
 			continue
 		}
-		hdr, n, ok := d.up.cache.Get(in, buf)
+		hdr, n, ok := up.cache.Get(in, buf)
 		if !ok {
 			d.nackMiss.Add(1)
 			continue
 		}
-		seq, ts := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
-		if d.write(hdr, seq, ts, buf[:n]) {
-			d.rtx.Add(1)
-		}
+		d.send(hdr, buf[:n], &d.rtx)
 	}
 }
 
@@ -288,7 +416,11 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 		switch p := pkt.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.kfAsks.Add(1)
-			d.up.RequestKeyframe()
+			if u := d.src.Layer(d.CurrentLayer()); u != nil {
+				u.RequestKeyframe()
+			} else if w := d.wantedLayer(); w >= 0 {
+				d.src.Layer(w).RequestKeyframe()
+			}
 		case *rtcp.TransportLayerNack:
 			var seqs []uint16
 			for _, pair := range p.Nacks {

@@ -79,9 +79,23 @@ func newVideoUp(plis *atomic.Int64) *UpTrack {
 	})
 }
 
+// published wraps up tracks as the layers of one published track.
+func published(ups ...*UpTrack) *PublishedTrack {
+	pt := newPublishedTrack(ups[0].info, ups[0].codec)
+	for i, u := range ups {
+		pt.addLayer(i, u)
+	}
+	return pt
+}
+
 func bindDown(t testing.TB, up *UpTrack, w *fakeWriter, queue int) *DownTrack {
 	t.Helper()
-	d := NewDownTrack(up, DownTrackOptions{QueueSize: queue})
+	return bindDownTo(t, published(up), w, queue)
+}
+
+func bindDownTo(t testing.TB, pt *PublishedTrack, w *fakeWriter, queue int) *DownTrack {
+	t.Helper()
+	d := NewDownTrack(pt, DownTrackOptions{QueueSize: queue})
 	c, err := d.Bind(fakeCtx{w: w, ssrc: 4242})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +103,7 @@ func bindDown(t testing.TB, up *UpTrack, w *fakeWriter, queue int) *DownTrack {
 	if c.PayloadType != 100 {
 		t.Fatalf("bound payload type %d, want the subscriber's 100", c.PayloadType)
 	}
-	up.AddDownTrack(d)
+	pt.attach(d)
 	return d
 }
 
@@ -328,7 +342,7 @@ func TestKeyframeLimiter(t *testing.T) {
 func TestBindRejectsUnsupportedCodec(t *testing.T) {
 	up := NewUpTrack(UpTrackOptions{Info: TrackInfo{ID: "x", Kind: webrtc.RTPCodecTypeVideo},
 		Codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeH264}}})
-	d := NewDownTrack(up, DownTrackOptions{})
+	d := NewDownTrack(published(up), DownTrackOptions{})
 	defer d.Close()
 	// binding succeeds (failing would fail the subscriber's whole
 	// negotiation) but the track never forwards

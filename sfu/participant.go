@@ -37,7 +37,8 @@ type Participant struct {
 	mu        sync.Mutex
 	closed    bool
 	pub, sub  *webrtc.PeerConnection
-	published map[string]*UpTrack // by track ID
+	published map[string]*PublishedTrack // by track ID
+	byRecv    map[*webrtc.RTPReceiver]*PublishedTrack
 	muted     map[string]bool     // by publisher track ID, for tracks not yet arrived
 	subs      map[string]subscription
 	wg        sync.WaitGroup
@@ -49,7 +50,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		id: id, name: o.Name, sfu: s, room: r, listener: o.Listener,
 		log:        s.log.With("room", r.name, "participant", id, "name", o.Name),
 		canPublish: o.Publish, canSubscribe: o.Subscribe, autoSubscribe: o.AutoSubscribe && o.Subscribe,
-		published: map[string]*UpTrack{}, muted: map[string]bool{}, subs: map[string]subscription{},
+		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, subs: map[string]subscription{},
 	}
 }
 
@@ -205,7 +206,7 @@ func (p *Participant) HandleSubscriberAnswer(ans webrtc.SessionDescription) erro
 
 // HandleSubscriberOffer answers a client-initiated subscription (WHEP): the
 // given tracks are attached to the offer's receive-only sections.
-func (p *Participant) HandleSubscriberOffer(offer webrtc.SessionDescription, tracks []*UpTrack) (webrtc.SessionDescription, error) {
+func (p *Participant) HandleSubscriberOffer(offer webrtc.SessionDescription, tracks []*PublishedTrack) (webrtc.SessionDescription, error) {
 	pc, err := p.subscriberPC()
 	if err != nil {
 		return webrtc.SessionDescription{}, err
@@ -247,8 +248,8 @@ func (p *Participant) AddICECandidate(target Target, c webrtc.ICECandidateInit) 
 	return nil
 }
 
-// onTrack runs in pion's goroutine for each incoming track and becomes that
-// track's reader until the track ends.
+// onTrack runs in pion's goroutine for each incoming stream (each simulcast
+// layer is one) and becomes that stream's reader until the stream ends.
 func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	p.mu.Lock()
 	if p.closed {
@@ -256,41 +257,67 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		return
 	}
 	pc := p.pub
-	info := TrackInfo{
-		ID: newID("TR"), ParticipantID: p.id, Kind: remote.Kind(),
-		MimeType: remote.Codec().MimeType, PublisherTrackID: remote.ID(),
+	pt, existing := p.byRecv[recv]
+	if !existing {
+		info := TrackInfo{
+			ID: newID("TR"), ParticipantID: p.id, Kind: remote.Kind(),
+			MimeType: remote.Codec().MimeType, PublisherTrackID: remote.ID(),
+		}
+		pt = newPublishedTrack(info, remote.Codec())
+		pt.muted.Store(p.muted[remote.ID()])
+		p.byRecv[recv] = pt
+		p.published[info.ID] = pt
+	}
+	layer := pt.freeLayer(remote.RID())
+	if layer < 0 {
+		p.mu.Unlock()
+		p.log.Warn("too many simulcast layers", "rid", remote.RID())
+		return
 	}
 	up := NewUpTrack(UpTrackOptions{
-		Info: info, Codec: remote.Codec(), KeyframeInterval: p.sfu.cfg.KeyframeInterval, Logger: p.log,
+		Info: pt.info, Codec: remote.Codec(), KeyframeInterval: p.sfu.cfg.KeyframeInterval, Logger: p.log,
 		RequestKeyframe: func(ssrc uint32) error {
 			return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 		},
 	})
-	up.muted.Store(p.muted[remote.ID()])
-	p.published[info.ID] = up
+	pt.addLayer(layer, up)
 	p.wg.Add(2)
 	p.mu.Unlock()
 
+	rid := remote.RID()
 	go func() { // drain RTCP so that pion's interceptors see sender reports
 		defer p.wg.Done()
 		for {
-			if _, _, err := recv.ReadRTCP(); err != nil {
+			var err error
+			if rid != "" {
+				_, _, err = recv.ReadSimulcastRTCP(rid)
+			} else {
+				_, _, err = recv.ReadRTCP()
+			}
+			if err != nil {
 				return
 			}
 		}
 	}()
-	p.log.Info("track published", "track", info.ID, "kind", info.Kind.String(), "codec", info.MimeType)
-	p.room.publish(up)
+	p.log.Info("stream published", "track", pt.info.ID, "kind", pt.info.Kind.String(),
+		"codec", pt.info.MimeType, "rid", rid, "layer", layer)
+	if !existing {
+		p.room.publish(pt)
+	}
 	defer p.wg.Done()
 	up.ReadLoop(remote)
-	p.room.unpublish(up)
+	if pt.removeLayer(up) {
+		return
+	}
+	p.room.unpublish(pt)
 	p.mu.Lock()
-	delete(p.published, info.ID)
+	delete(p.published, pt.info.ID)
+	delete(p.byRecv, recv)
 	p.mu.Unlock()
 }
 
 // subscribe attaches a down track of t. Called with the room locked.
-func (p *Participant) subscribe(t *UpTrack) {
+func (p *Participant) subscribe(t *PublishedTrack) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || !p.canSubscribe {
@@ -315,7 +342,7 @@ func (p *Participant) subscribe(t *UpTrack) {
 		return
 	}
 	p.subs[t.info.ID] = subscription{down: d, sender: sender}
-	t.AddDownTrack(d)
+	t.attach(d)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -349,14 +376,14 @@ func (p *Participant) addDownTrack(d *DownTrack) (*webrtc.RTPSender, error) {
 	if tr == nil {
 		return nil, fmt.Errorf("sfu: no transceiver for %s", d.id)
 	}
-	if err := tr.SetCodecPreferences(p.sfu.codecPreferences(d.up.codec)); err != nil {
+	if err := tr.SetCodecPreferences(p.sfu.codecPreferences(d.src.codec)); err != nil {
 		p.log.Debug("codec preferences", "err", err)
 	}
 	return tr.Sender(), nil
 }
 
 // unsubscribe detaches the down track of t. Called with the room locked.
-func (p *Participant) unsubscribe(t *UpTrack) {
+func (p *Participant) unsubscribe(t *PublishedTrack) {
 	p.mu.Lock()
 	s, ok := p.subs[t.info.ID]
 	delete(p.subs, t.info.ID)
@@ -365,7 +392,7 @@ func (p *Participant) unsubscribe(t *UpTrack) {
 	if !ok {
 		return
 	}
-	t.RemoveDownTrack(s.down)
+	t.detach(s.down)
 	if !closed && pc != nil {
 		if err := pc.RemoveTrack(s.sender); err != nil {
 			p.log.Debug("remove track", "err", err)
@@ -378,7 +405,7 @@ func (p *Participant) unsubscribe(t *UpTrack) {
 // tracks (by server track ID or by its own track ID) and tells the room.
 func (p *Participant) SetTrackMuted(trackID string, muted bool) error {
 	p.mu.Lock()
-	var found *UpTrack
+	var found *PublishedTrack
 	for _, t := range p.published {
 		if t.info.ID == trackID || t.info.PublisherTrackID == trackID {
 			found = t
@@ -409,11 +436,11 @@ func (p *Participant) Subscriptions() []*DownTrack {
 	return out
 }
 
-// Published returns the participant's up tracks.
-func (p *Participant) Published() []*UpTrack {
+// Published returns the participant's published tracks.
+func (p *Participant) Published() []*PublishedTrack {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*UpTrack, 0, len(p.published))
+	out := make([]*PublishedTrack, 0, len(p.published))
 	for _, t := range p.published {
 		out = append(out, t)
 	}
@@ -422,7 +449,7 @@ func (p *Participant) Published() []*UpTrack {
 
 // WaitPublished waits (until ctx ends) for the tracks the participant
 // negotiated to arrive and returns them.
-func (p *Participant) WaitPublished(ctx context.Context) []*UpTrack {
+func (p *Participant) WaitPublished(ctx context.Context) []*PublishedTrack {
 	return p.room.WaitTracks(ctx, p)
 }
 
@@ -445,7 +472,7 @@ func (p *Participant) Close() {
 	p.mu.Unlock()
 
 	for _, s := range subs {
-		s.down.up.RemoveDownTrack(s.down)
+		s.down.src.detach(s.down)
 	}
 	for _, pc := range []*webrtc.PeerConnection{pub, sub} {
 		if pc != nil {

@@ -36,7 +36,7 @@ func (d *localRooms) GetOrCreate(name string) *Room {
 		return r
 	}
 	r := &Room{name: name, dir: d, log: d.sfu.log.With("room", name),
-		participants: map[string]*Participant{}, tracks: map[string]*UpTrack{}, changed: make(chan struct{})}
+		participants: map[string]*Participant{}, tracks: map[string]*PublishedTrack{}, changed: make(chan struct{})}
 	d.rooms[name] = r
 	r.log.Info("room created")
 	return r
@@ -78,7 +78,7 @@ type Room struct {
 	closed       bool
 	seq          int // join order
 	participants map[string]*Participant
-	tracks       map[string]*UpTrack
+	tracks       map[string]*PublishedTrack
 	changed      chan struct{} // closed and replaced on every change
 }
 
@@ -145,7 +145,7 @@ func (r *Room) removeParticipant(p *Participant) {
 	}
 }
 
-func (r *Room) publish(t *UpTrack) {
+func (r *Room) publish(t *PublishedTrack) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed || r.participants[t.info.ParticipantID] == nil {
@@ -165,7 +165,7 @@ func (r *Room) publish(t *UpTrack) {
 	r.notifyLocked()
 }
 
-func (r *Room) unpublish(t *UpTrack) {
+func (r *Room) unpublish(t *PublishedTrack) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.tracks[t.info.ID] != t {
@@ -176,7 +176,7 @@ func (r *Room) unpublish(t *UpTrack) {
 	r.notifyLocked()
 }
 
-func (r *Room) unpublishLocked(t *UpTrack) {
+func (r *Room) unpublishLocked(t *PublishedTrack) {
 	info := t.Info()
 	for _, q := range r.participants {
 		if q.id == info.ParticipantID {
@@ -187,7 +187,7 @@ func (r *Room) unpublishLocked(t *UpTrack) {
 	}
 }
 
-func (r *Room) trackMuted(t *UpTrack) {
+func (r *Room) trackMuted(t *PublishedTrack) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.tracks[t.info.ID] != t {
@@ -201,8 +201,8 @@ func (r *Room) trackMuted(t *UpTrack) {
 	}
 }
 
-func (r *Room) sortedTracksLocked() []*UpTrack {
-	out := make([]*UpTrack, 0, len(r.tracks))
+func (r *Room) sortedTracksLocked() []*PublishedTrack {
+	out := make([]*PublishedTrack, 0, len(r.tracks))
 	for _, t := range r.tracks {
 		out = append(out, t)
 	}
@@ -237,7 +237,7 @@ func (r *Room) tracksOfLocked(id string) []TrackInfo {
 }
 
 // Track returns a published track by ID.
-func (r *Room) Track(id string) (*UpTrack, bool) {
+func (r *Room) Track(id string) (*PublishedTrack, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.tracks[id]
@@ -263,10 +263,10 @@ func (r *Room) FindParticipant(idOrName string) (*Participant, bool) {
 
 // WaitTracks waits until participant p has published all the tracks it
 // negotiated, or ctx ends; it returns the tracks published by then.
-func (r *Room) WaitTracks(ctx context.Context, p *Participant) []*UpTrack {
+func (r *Room) WaitTracks(ctx context.Context, p *Participant) []*PublishedTrack {
 	for {
 		r.mu.Lock()
-		var ts []*UpTrack
+		var ts []*PublishedTrack
 		for _, t := range r.sortedTracksLocked() {
 			if t.info.ParticipantID == p.id {
 				ts = append(ts, t)

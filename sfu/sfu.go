@@ -70,6 +70,10 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("register codec %s: %w", c.MimeType, err)
 		}
 	}
+	// mid, rid and repaired-rid header extensions: receiving simulcast
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, fmt.Errorf("simulcast extensions: %w", err)
+	}
 	ir := &interceptor.Registry{}
 	// The SFU NACKs publishers for missing packets (generator), but answers
 	// subscribers' NACKs itself from the publisher's cache: no responder.

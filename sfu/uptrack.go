@@ -41,8 +41,9 @@ type UpTrack struct {
 	requestKF  KeyframeRequester
 	log        *slog.Logger
 
-	ssrc  atomic.Uint32
-	muted atomic.Bool
+	ssrc       atomic.Uint32
+	lastPacket atomic.Int64 // unix nanoseconds of the last packet
+	layer      int          // simulcast layer index, set before ReadLoop starts
 	downs atomic.Pointer[[]*DownTrack]
 	mu    sync.Mutex // serialises changes of downs, and guards kf and kfTimer
 	kf    keyframeLimiter
@@ -104,11 +105,14 @@ func NewUpTrack(o UpTrackOptions) *UpTrack {
 	return t
 }
 
-// Info describes the track.
-func (t *UpTrack) Info() TrackInfo {
-	i := t.info
-	i.Muted = t.muted.Load()
-	return i
+// Info describes the track this stream belongs to.
+func (t *UpTrack) Info() TrackInfo { return t.info }
+
+// Layer is the stream's simulcast layer index (0 when not simulcast).
+func (t *UpTrack) Layer() int { return t.layer }
+
+func (t *UpTrack) activeSince(since time.Time) bool {
+	return t.lastPacket.Load() >= since.UnixNano()
 }
 
 // Codec is the publisher's negotiated codec.
@@ -166,6 +170,7 @@ func (t *UpTrack) handlePacket(b []byte) {
 		return
 	}
 	t.ssrc.Store(r.ssrc)
+	t.lastPacket.Store(time.Now().UnixNano())
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(b)))
 
@@ -188,7 +193,7 @@ func (t *UpTrack) handlePacket(b []byte) {
 		return
 	}
 	for _, d := range *t.downs.Load() {
-		d.enqueue(p)
+		d.enqueue(t.layer, p)
 	}
 }
 

@@ -14,6 +14,7 @@ type Rewriter struct {
 	tsOffset  uint32
 	lastSeq   uint16 // last outgoing sequence number
 	lastTS    uint32 // last outgoing timestamp
+	firstSeq  uint16 // first outgoing sequence number of the current source
 }
 
 // Started reports whether a first packet has been mapped.
@@ -26,6 +27,7 @@ func (r *Rewriter) Start(seq uint16, ts uint32, outSeq uint16, outTS uint32) {
 	r.tsOffset = outTS - ts
 	r.lastSeq = outSeq
 	r.lastTS = outTS
+	r.firstSeq = outSeq
 }
 
 // SwitchSource re-anchors the translation on a new source stream so that its
@@ -38,6 +40,7 @@ func (r *Rewriter) SwitchSource(seq uint16, ts uint32, tsGap uint32) {
 	}
 	r.seqOffset = r.lastSeq + 1 - seq
 	r.tsOffset = r.lastTS + tsGap - ts
+	r.firstSeq = r.lastSeq + 1
 }
 
 // Rewrite maps an incoming packet's seq/ts to outgoing values.
@@ -51,9 +54,11 @@ func (r *Rewriter) Rewrite(seq uint16, ts uint32) (uint16, uint32) {
 }
 
 // Reverse maps an outgoing sequence number (from a subscriber's NACK) back to
-// the incoming one of the current source.
+// the incoming one of the current source. Packets sent before the last
+// source switch are not mapped: they belong to the previous source, and the
+// switch happened on a keyframe that makes them unnecessary.
 func (r *Rewriter) Reverse(outSeq uint16) (uint16, bool) {
-	if !r.started {
+	if !r.started || outSeq-r.firstSeq >= 0x8000 || seqNewer(outSeq, r.lastSeq) {
 		return 0, false
 	}
 	return outSeq - r.seqOffset, true

@@ -251,8 +251,10 @@ func logServerStats(t *testing.T, s *server.Server, roomName, name string) {
 		return
 	}
 	if p, ok := room.FindParticipant(name); ok {
-		for _, up := range p.Published() {
-			t.Logf("server up track %s: %+v", up.Info().Kind, up.Stats())
+		for _, pt := range p.Published() {
+			for _, up := range pt.Layers() {
+				t.Logf("server up track %s layer %d: %+v", up.Info().Kind, up.Layer(), up.Stats())
+			}
 		}
 	}
 	if p, ok := room.FindParticipant("whep:" + name); ok {

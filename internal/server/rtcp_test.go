@@ -139,7 +139,7 @@ func TestManyPLIsBecomeOneUpstream(t *testing.T) {
 	}
 	r, _ := s.SFU().Rooms().Get("room")
 	pp, _ := r.FindParticipant("pub")
-	up := pp.Published()[0]
+	up := pp.Published()[0].Layer(0)
 	before := up.Stats().KeyframeRequests
 	select { // forget earlier requests
 	case <-video.PLISignal():

@@ -1,0 +1,135 @@
+package simulcast
+
+// VP8 payload descriptor (RFC 7741 section 4.2) fields that a decoder
+// expects to be continuous: the picture ID, TL0PICIDX and KEYIDX. When a
+// down track switches from one simulcast layer to another, each layer has
+// its own numbering; VP8Munger rewrites them so that the numbering the
+// subscriber sees continues across the switch.
+
+// vp8Fields locates the rewritable fields of one descriptor.
+type vp8Fields struct {
+	pidOff   int  // offset of the picture ID, -1 when absent
+	pid15    bool // 15-bit picture ID (M bit)
+	tl0Off   int  // offset of TL0PICIDX, -1 when absent
+	keyOff   int  // offset of the T/Y/KEYIDX byte, -1 when KEYIDX is absent
+	pid      uint16
+	tl0      uint8
+	keyIdx   uint8
+	hasField bool
+}
+
+func parseVP8Fields(p []byte) (f vp8Fields, ok bool) {
+	f.pidOff, f.tl0Off, f.keyOff = -1, -1, -1
+	if len(p) < 1 {
+		return f, false
+	}
+	if p[0]&0x80 == 0 { // no extension byte: nothing to rewrite
+		return f, true
+	}
+	if len(p) < 2 {
+		return f, false
+	}
+	x := p[1]
+	i := 2
+	if x&0x80 != 0 { // I
+		if len(p) <= i {
+			return f, false
+		}
+		f.pidOff = i
+		if p[i]&0x80 != 0 {
+			if len(p) <= i+1 {
+				return f, false
+			}
+			f.pid15 = true
+			f.pid = uint16(p[i]&0x7F)<<8 | uint16(p[i+1])
+			i += 2
+		} else {
+			f.pid = uint16(p[i] & 0x7F)
+			i++
+		}
+	}
+	if x&0x40 != 0 { // L
+		if len(p) <= i {
+			return f, false
+		}
+		f.tl0Off = i
+		f.tl0 = p[i]
+		i++
+	}
+	if x&0x30 != 0 { // T or K
+		if len(p) <= i {
+			return f, false
+		}
+		if x&0x10 != 0 {
+			f.keyOff = i
+			f.keyIdx = p[i] & 0x1F
+		}
+	}
+	f.hasField = f.pidOff >= 0 || f.tl0Off >= 0 || f.keyOff >= 0
+	return f, true
+}
+
+// VP8Munger keeps VP8 numbering continuous for one down track. It is owned
+// by the down track's writer goroutine.
+type VP8Munger struct {
+	started                   bool
+	pidOff                    uint16
+	tl0Off, keyOff            uint8
+	lastPID                   uint16
+	lastTL0, lastKey          uint8
+	havePID, haveTL0, haveKey bool
+}
+
+// Switch re-anchors the numbering on a new source whose first packet (a
+// keyframe) is p, so that its numbers follow the last ones written.
+func (m *VP8Munger) Switch(p []byte) {
+	f, ok := parseVP8Fields(p)
+	if !ok {
+		return
+	}
+	if !m.started {
+		m.started = true
+		m.pidOff, m.tl0Off, m.keyOff = 0, 0, 0
+		return
+	}
+	if f.pidOff >= 0 && m.havePID {
+		m.pidOff = m.lastPID + 1 - f.pid
+	}
+	if f.tl0Off >= 0 && m.haveTL0 {
+		m.tl0Off = m.lastTL0 + 1 - f.tl0
+	}
+	if f.keyOff >= 0 && m.haveKey {
+		m.keyOff = m.lastKey + 1 - f.keyIdx
+	}
+}
+
+// Munge rewrites p's descriptor in place with the current offsets.
+func (m *VP8Munger) Munge(p []byte) {
+	f, ok := parseVP8Fields(p)
+	if !ok || !f.hasField {
+		return
+	}
+	if f.pidOff >= 0 {
+		if f.pid15 {
+			pid := (f.pid + m.pidOff) & 0x7FFF
+			p[f.pidOff] = 0x80 | byte(pid>>8)
+			p[f.pidOff+1] = byte(pid)
+			m.lastPID = pid
+		} else {
+			pid := (f.pid + m.pidOff) & 0x7F
+			p[f.pidOff] = byte(pid)
+			m.lastPID = pid
+		}
+		m.havePID = true
+	}
+	if f.tl0Off >= 0 {
+		v := f.tl0 + m.tl0Off
+		p[f.tl0Off] = v
+		m.lastTL0, m.haveTL0 = v, true
+	}
+	if f.keyOff >= 0 {
+		v := (f.keyIdx + m.keyOff) & 0x1F
+		p[f.keyOff] = p[f.keyOff]&0xE0 | v
+		m.lastKey, m.haveKey = v, true
+	}
+}
