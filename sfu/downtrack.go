@@ -80,8 +80,8 @@ type DownTrack struct {
 
 // queued is one packet reference waiting for the writer.
 type queued struct {
-	p      CachedPacket
-	layer  int8
+	p       CachedPacket
+	layer   int8
 	switch_ bool // first packet of a new layer: re-anchor the rewriting
 }
 

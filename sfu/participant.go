@@ -39,7 +39,7 @@ type Participant struct {
 	pub, sub  *webrtc.PeerConnection
 	published map[string]*PublishedTrack // by track ID
 	byRecv    map[*webrtc.RTPReceiver]*PublishedTrack
-	muted     map[string]bool     // by publisher track ID, for tracks not yet arrived
+	muted     map[string]bool // by publisher track ID, for tracks not yet arrived
 	subs      map[string]subscription
 	wg        sync.WaitGroup
 }

@@ -44,11 +44,11 @@ type UpTrack struct {
 	ssrc       atomic.Uint32
 	lastPacket atomic.Int64 // unix nanoseconds of the last packet
 	layer      int          // simulcast layer index, set before ReadLoop starts
-	downs atomic.Pointer[[]*DownTrack]
-	mu    sync.Mutex // serialises changes of downs, and guards kf and kfTimer
-	kf    keyframeLimiter
-	timer *time.Timer
-	done  chan struct{}
+	downs      atomic.Pointer[[]*DownTrack]
+	mu         sync.Mutex // serialises changes of downs, and guards kf and kfTimer
+	kf         keyframeLimiter
+	timer      *time.Timer
+	done       chan struct{}
 
 	packets, bytes, plis, malformed atomic.Uint64
 
