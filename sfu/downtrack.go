@@ -59,6 +59,9 @@ type DownTrack struct {
 	binding atomic.Pointer[binding]
 	current atomic.Int32 // layer being forwarded, -1 before the first keyframe
 	target  atomic.Int32 // layer wanted
+	paused  atomic.Bool
+	reason  atomic.Pointer[string] // why the target is what it is
+	onLayer func(layer int, reason string)
 
 	// enqueue state: several layer readers may call enqueue, so it is
 	// guarded by emu (only packets of the current and target layers get there)
@@ -98,8 +101,11 @@ type DownTrackOptions struct {
 	// (default 512 for video, 64 for audio).
 	QueueSize int
 	// Layer is the initial target layer (default: the highest).
-	Layer  int
-	Logger *slog.Logger
+	Layer int
+	// OnLayer is called (from a media goroutine: it must not block) when
+	// the forwarded layer changes; -1 means nothing is forwarded (paused).
+	OnLayer func(layer int, reason string)
+	Logger  *slog.Logger
 }
 
 // NewDownTrack creates a down track of src for a subscriber and starts its
@@ -130,6 +136,10 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 		nacks:         make(chan []uint16, 16),
 		done:          make(chan struct{}),
 		dropThreshold: o.QueueSize / 2,
+		onLayer:       o.OnLayer,
+	}
+	if d.onLayer == nil {
+		d.onLayer = func(int, string) {}
 	}
 	d.current.Store(-1)
 	d.target.Store(int32(o.Layer))
@@ -160,19 +170,39 @@ func (d *DownTrack) CurrentLayer() int { return int(d.current.Load()) }
 // TargetLayer is the layer the down track is switching to (or is on).
 func (d *DownTrack) TargetLayer() int { return int(d.target.Load()) }
 
-// SetTargetLayer asks for layer l: forwarding moves to it at its next
-// keyframe, which is requested from the publisher (once per layer however
-// many subscribers ask).
-func (d *DownTrack) SetTargetLayer(l int) {
-	if l < 0 || l >= MaxLayers {
+// SetTargetLayer asks for layer l (for reason, reported with the layer
+// change): forwarding moves to it at its next keyframe, which is requested
+// from the publisher (once per layer however many subscribers ask). A
+// negative l pauses the track.
+func (d *DownTrack) SetTargetLayer(l int, reason string) {
+	d.reason.Store(&reason)
+	if l < 0 {
+		if !d.paused.Swap(true) {
+			d.emu.Lock()
+			d.current.Store(-1)
+			d.emu.Unlock()
+			d.onLayer(-1, reason)
+		}
 		return
 	}
-	if d.target.Swap(int32(l)) == int32(l) {
+	if l >= MaxLayers {
+		l = MaxLayers - 1
+	}
+	wasPaused := d.paused.Swap(false)
+	if d.target.Swap(int32(l)) == int32(l) && !wasPaused {
 		return
 	}
 	if w := d.wantedLayer(); w >= 0 && int(d.current.Load()) != w && d.bound.Load() {
 		d.src.Layer(w).RequestKeyframe()
 	}
+}
+
+// Reason says why the target layer is what it is.
+func (d *DownTrack) Reason() string {
+	if r := d.reason.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // Bind is called by pion when the subscriber's PeerConnection has negotiated
@@ -228,7 +258,7 @@ func (d *DownTrack) Close() {
 // more than half full at its first packet, and the rest of a frame is
 // dropped when the queue overflows in its middle.
 func (d *DownTrack) enqueue(layer int, p CachedPacket) {
-	if !d.bound.Load() {
+	if !d.bound.Load() || d.paused.Load() {
 		return
 	}
 	cur, tgt := int(d.current.Load()), d.wantedLayer()
@@ -249,6 +279,7 @@ func (d *DownTrack) enqueue(layer int, p CachedPacket) {
 		if cur >= 0 {
 			d.switches.Add(1)
 		}
+		d.onLayer(layer, d.Reason())
 	}
 	if p.FrameStart && !sw {
 		d.dropping = d.isVideo && len(d.queue) >= d.dropThreshold

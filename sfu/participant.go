@@ -12,8 +12,10 @@ import (
 )
 
 type subscription struct {
-	down   *DownTrack
-	sender *webrtc.RTPSender
+	down     *DownTrack
+	sender   *webrtc.RTPSender
+	maxLayer int  // the subscriber's limit
+	paused   bool // the subscriber paused the track
 }
 
 // Participant is a room member with up to two PeerConnections: a publisher
@@ -40,17 +42,28 @@ type Participant struct {
 	published map[string]*PublishedTrack // by track ID
 	byRecv    map[*webrtc.RTPReceiver]*PublishedTrack
 	muted     map[string]bool // by publisher track ID, for tracks not yet arrived
-	subs      map[string]subscription
+	subs      map[string]*subscription
 	wg        sync.WaitGroup
+	done      chan struct{} // closed by Close: stops the control loop
 }
 
 func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 	id := newID("PA")
-	return &Participant{
+	p := &Participant{
 		id: id, name: o.Name, sfu: s, room: r, listener: o.Listener,
 		log:        s.log.With("room", r.name, "participant", id, "name", o.Name),
 		canPublish: o.Publish, canSubscribe: o.Subscribe, autoSubscribe: o.AutoSubscribe && o.Subscribe,
-		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, subs: map[string]subscription{},
+		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, subs: map[string]*subscription{},
+		done: make(chan struct{}),
+	}
+	return p
+}
+
+// start runs the participant's control loop once it is in the room.
+func (p *Participant) start() {
+	if p.canSubscribe {
+		p.wg.Add(1)
+		go p.controlLoop()
 	}
 }
 
@@ -334,14 +347,17 @@ func (p *Participant) subscribe(t *PublishedTrack) {
 		}
 		p.sub = pc
 	}
-	d := NewDownTrack(t, DownTrackOptions{Logger: p.log})
+	trackID := t.info.ID
+	d := NewDownTrack(t, DownTrackOptions{Logger: p.log, OnLayer: func(layer int, reason string) {
+		p.listener.LayerChanged(trackID, layer, reason)
+	}})
 	sender, err := p.addDownTrack(d)
 	if err != nil {
 		d.Close()
 		p.log.Warn("subscribe failed", "track", t.info.ID, "err", err)
 		return
 	}
-	p.subs[t.info.ID] = subscription{down: d, sender: sender}
+	p.subs[t.info.ID] = &subscription{down: d, sender: sender, maxLayer: MaxLayers - 1}
 	t.attach(d)
 	p.wg.Add(1)
 	go func() {
@@ -468,8 +484,9 @@ func (p *Participant) Close() {
 	p.mu.Lock()
 	pub, sub := p.pub, p.sub
 	subs := p.subs
-	p.subs = map[string]subscription{}
+	p.subs = map[string]*subscription{}
 	p.mu.Unlock()
+	close(p.done)
 
 	for _, s := range subs {
 		s.down.src.detach(s.down)

@@ -207,6 +207,7 @@ func (s *SFU) Join(room string, o JoinOptions) (*Participant, error) {
 		p := newParticipant(s, r, o)
 		err := r.addParticipant(p)
 		if err == nil {
+			p.start()
 			return p, nil
 		}
 		if err != ErrRoomClosed {

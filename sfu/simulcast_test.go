@@ -99,13 +99,13 @@ func TestLayerSwitchIsSeamless(t *testing.T) {
 	if d.CurrentLayer() != 2 {
 		t.Fatalf("current layer %d", d.CurrentLayer())
 	}
-	d.SetTargetLayer(0)
+	d.SetTargetLayer(0, "test")
 	send(4, map[int]int{0: 2}) // still layer 2 until layer 0's keyframe at frame 2
 	waitCount(t, &w.fakeWriter, 7)
 	if d.CurrentLayer() != 0 {
 		t.Fatalf("current layer %d after the keyframe", d.CurrentLayer())
 	}
-	d.SetTargetLayer(1)
+	d.SetTargetLayer(1, "test")
 	send(3, map[int]int{1: 1}) // layer 0 twice, then layer 1 from its keyframe
 	waitCount(t, &w.fakeWriter, 11)
 

@@ -62,6 +62,9 @@ type Listener interface {
 	SubscriberNegotiationNeeded()
 	// ConnectionFailed reports that a PeerConnection failed or closed.
 	ConnectionFailed(Target)
+	// LayerChanged reports the simulcast layer now forwarded to this
+	// participant for a track (-1: none, paused) and why.
+	LayerChanged(trackID string, layer int, reason string)
 }
 
 // NopListener ignores every event; embed it to implement only some.
@@ -74,6 +77,7 @@ func (NopListener) TrackUnpublished(TrackInfo)        {}
 func (NopListener) TrackMuted(TrackInfo)              {}
 func (NopListener) SubscriberNegotiationNeeded()      {}
 func (NopListener) ConnectionFailed(Target)           {}
+func (NopListener) LayerChanged(string, int, string)  {}
 
 func newID(prefix string) string {
 	var b [10]byte

@@ -13,9 +13,10 @@ import (
 )
 
 // Message types. Client to server: join, offer (publisher), answer
-// (subscriber), candidate, mute, leave, ping. Server to client: joined,
-// answer (publisher), offer (subscriber), candidate, participantJoined,
-// participantLeft, trackPublished, trackUnpublished, trackMuted, error, pong.
+// (subscriber), candidate, mute, trackSettings, leave, ping. Server to
+// client: joined, answer (publisher), offer (subscriber), candidate,
+// participantJoined, participantLeft, trackPublished, trackUnpublished,
+// trackMuted, layerChanged, error, pong.
 const (
 	TypeJoin              = "join"
 	TypeJoined            = "joined"
@@ -31,6 +32,8 @@ const (
 	TypeTrackPublished    = "trackPublished"
 	TypeTrackUnpublished  = "trackUnpublished"
 	TypeTrackMuted        = "trackMuted"
+	TypeTrackSettings     = "trackSettings"
+	TypeLayerChanged      = "layerChanged"
 	TypeError             = "error"
 )
 
@@ -72,6 +75,10 @@ type Message struct {
 	Candidate    *webrtc.ICECandidateInit `json:"candidate,omitempty"`
 	TrackID      string                   `json:"trackId,omitempty"`
 	Muted        *bool                    `json:"muted,omitempty"`
+	MaxLayer     *int                     `json:"maxLayer,omitempty"`
+	Paused       *bool                    `json:"paused,omitempty"`
+	Layer        *int                     `json:"layer,omitempty"`
+	Reason       string                   `json:"reason,omitempty"`
 	Participant  *Participant             `json:"participant,omitempty"`
 	Participants []Participant            `json:"participants,omitempty"`
 	Track        *Track                   `json:"track,omitempty"`
@@ -154,6 +161,13 @@ func Decode(data []byte) (Message, error) {
 	case TypeMute:
 		if m.TrackID == "" || m.Muted == nil {
 			return m, protoErr(CodeBadRequest, "mute needs trackId and muted")
+		}
+	case TypeTrackSettings:
+		if m.TrackID == "" || (m.MaxLayer == nil && m.Paused == nil) {
+			return m, protoErr(CodeBadRequest, "trackSettings needs trackId and maxLayer or paused")
+		}
+		if m.MaxLayer != nil && (*m.MaxLayer < 0 || *m.MaxLayer > 2) {
+			return m, protoErr(CodeBadRequest, "maxLayer must be 0, 1 or 2")
 		}
 	case TypeLeave, TypePing:
 	default:

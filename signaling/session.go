@@ -180,7 +180,7 @@ func classify(err error) *ProtocolError {
 	switch {
 	case errors.Is(err, sfu.ErrBadSDP):
 		return protoErr(CodeBadSDP, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
-	case errors.Is(err, sfu.ErrNoPublisher), errors.Is(err, sfu.ErrNoSubscriber):
+	case errors.Is(err, sfu.ErrNoPublisher), errors.Is(err, sfu.ErrNoSubscriber), errors.Is(err, sfu.ErrTrackNotFound):
 		return protoErr(CodeBadRequest, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
 	default:
 		return protoErr(CodeInternal, "%s", err.Error())
@@ -270,6 +270,10 @@ func (s *session) handle(m Message) bool {
 		if err := s.p.SetTrackMuted(m.TrackID, *m.Muted); err != nil {
 			s.sendError(m.ID, err)
 		}
+	case TypeTrackSettings:
+		if err := s.p.SetTrackSettings(m.TrackID, sfu.TrackSettings{MaxLayer: m.MaxLayer, Paused: m.Paused}); err != nil {
+			s.sendError(m.ID, err)
+		}
 	}
 	return true
 }
@@ -356,6 +360,10 @@ func (l *sessionListener) TrackUnpublished(t sfu.TrackInfo) {
 func (l *sessionListener) TrackMuted(t sfu.TrackInfo) {
 	tm := trackMsg(t)
 	l.s().send(Message{Type: TypeTrackMuted, Track: &tm})
+}
+
+func (l *sessionListener) LayerChanged(trackID string, layer int, reason string) {
+	l.s().send(Message{Type: TypeLayerChanged, TrackID: trackID, Layer: &layer, Reason: reason})
 }
 
 func (l *sessionListener) SubscriberNegotiationNeeded() {
