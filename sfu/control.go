@@ -11,10 +11,10 @@ import (
 
 const (
 	// controlInterval is how often a subscriber's layer choices are revisited.
-	controlInterval = 250 * time.Millisecond
+	controlInterval = 100 * time.Millisecond
 	// layerActiveWindow: a layer that sent nothing for this long is
 	// considered stopped by the publisher.
-	layerActiveWindow = time.Second
+	layerActiveWindow = 500 * time.Millisecond
 )
 
 // TrackSettings are a subscriber's wishes for one track. Nil fields are left

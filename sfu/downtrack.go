@@ -143,6 +143,8 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 	}
 	d.current.Store(-1)
 	d.target.Store(int32(o.Layer))
+	reason := simulcast.ReasonBest
+	d.reason.Store(&reason)
 	d.wg.Add(1)
 	go d.writeLoop()
 	return d
@@ -175,7 +177,7 @@ func (d *DownTrack) TargetLayer() int { return int(d.target.Load()) }
 // from the publisher (once per layer however many subscribers ask). A
 // negative l pauses the track.
 func (d *DownTrack) SetTargetLayer(l int, reason string) {
-	d.reason.Store(&reason)
+	old := d.reason.Swap(&reason)
 	if l < 0 {
 		if !d.paused.Swap(true) {
 			d.emu.Lock()
@@ -190,6 +192,9 @@ func (d *DownTrack) SetTargetLayer(l int, reason string) {
 	}
 	wasPaused := d.paused.Swap(false)
 	if d.target.Swap(int32(l)) == int32(l) && !wasPaused {
+		if cur := d.CurrentLayer(); cur >= 0 && cur == d.wantedLayer() && (old == nil || *old != reason) {
+			d.onLayer(cur, reason) // same layer, new reason
+		}
 		return
 	}
 	if w := d.wantedLayer(); w >= 0 && int(d.current.Load()) != w && d.bound.Load() {

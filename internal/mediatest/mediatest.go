@@ -38,6 +38,18 @@ type Source struct {
 	plis      int
 	rrs       int
 	plisCh    chan struct{}
+	// simulcast header extensions (pion's sender does not add them)
+	mid          string
+	midID, ridID uint8
+}
+
+// SetSimulcastHeader makes the source tag its packets with the MID and RID
+// header extensions a simulcast receiver needs to identify the layer; the
+// IDs are those negotiated (RTPSender.GetParameters().HeaderExtensions).
+func (s *Source) SetSimulcastHeader(mid string, midID, ridID int) {
+	s.mu.Lock()
+	s.mid, s.midID, s.ridID = mid, uint8(midID), uint8(ridID)
+	s.mu.Unlock()
 }
 
 // NewVideoSource returns a VP8 source whose packets have size bytes of payload.
@@ -55,6 +67,27 @@ func NewVideoSourceCodec(c webrtc.RTPCodecCapability, id, stream string, size in
 	return &Source{Track: t, isVideo: true, mime: c.MimeType, size: max(size, vp8HeaderLen+infoLen),
 		keyNeeded: true, plisCh: make(chan struct{}, 1)}, nil
 }
+
+// NewSimulcastSources returns one VP8 source per rid, all layers of one
+// track. Layer i numbers its frames from i*LayerIndexBase, so a receiver
+// can tell which layer a frame came from.
+func NewSimulcastSources(id, stream string, rids []string, size int) ([]*Source, error) {
+	var out []*Source
+	for i, rid := range rids {
+		t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+			id, stream, webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &Source{Track: t, isVideo: true, mime: webrtc.MimeTypeVP8, size: max(size, vp8HeaderLen+infoLen),
+			keyNeeded: true, plisCh: make(chan struct{}, 1), next: uint32(i) * LayerIndexBase,
+			seq: uint16(i * 10000), ts: uint32(i) * 1_000_000})
+	}
+	return out, nil
+}
+
+// LayerIndexBase separates the frame numbers of simulcast layers.
+const LayerIndexBase = 1_000_000
 
 // codecHeader returns the first two payload bytes of a single-packet frame.
 func codecHeader(mime string, key bool) (byte, byte) {
@@ -100,6 +133,11 @@ func (s *Source) WriteFrame() (uint32, error) {
 		s.ts += 960
 	}
 	hdr := rtp.Header{Version: 2, Marker: true, SequenceNumber: s.seq, Timestamp: s.ts}
+	if s.midID != 0 && s.ridID != 0 {
+		hdr.Extension, hdr.ExtensionProfile = true, 0xBEDE
+		_ = hdr.SetExtension(s.midID, []byte(s.mid))
+		_ = hdr.SetExtension(s.ridID, []byte(s.Track.RID()))
+	}
 	s.mu.Unlock()
 
 	payload := make([]byte, s.size)
@@ -138,9 +176,17 @@ func (s *Source) ReceiverReports() int {
 func (s *Source) PLISignal() <-chan struct{} { return s.plisCh }
 
 // ReadRTCP consumes the sender's RTCP until it ends, counting PLIs and FIRs.
+// For a simulcast layer it reads that layer's RTCP.
 func (s *Source) ReadRTCP(sender *webrtc.RTPSender) {
+	rid := s.Track.RID()
 	for {
-		pkts, _, err := sender.ReadRTCP()
+		var pkts []rtcp.Packet
+		var err error
+		if rid != "" {
+			pkts, _, err = sender.ReadSimulcastRTCP(rid)
+		} else {
+			pkts, _, err = sender.ReadRTCP()
+		}
 		if err != nil {
 			return
 		}
@@ -173,6 +219,7 @@ type Sink struct {
 	latencies  []time.Duration
 	seqs       []uint16
 	timestamps []uint32
+	frames     []uint32      // frame indices in arrival order
 	cond       chan struct{} // closed and replaced on every packet
 }
 
@@ -206,6 +253,7 @@ func (s *Sink) read() {
 			s.latencies = append(s.latencies, lat)
 		}
 		s.seqs = append(s.seqs, p.SequenceNumber)
+		s.frames = append(s.frames, idx)
 		s.timestamps = append(s.timestamps, p.Timestamp)
 		close(s.cond)
 		s.cond = make(chan struct{})
@@ -232,6 +280,20 @@ func (s *Sink) Seqs() []uint16 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]uint16(nil), s.seqs...)
+}
+
+// Frames returns the frame indices received, in arrival order.
+func (s *Sink) Frames() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint32(nil), s.frames...)
+}
+
+// Timestamps returns the RTP timestamps received, in arrival order.
+func (s *Sink) Timestamps() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint32(nil), s.timestamps...)
 }
 
 // Latencies returns the one-way latency of each distinct frame.

@@ -187,6 +187,41 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 	return senders, nil
 }
 
+// PublishSimulcast publishes one track as simulcast layers (tracks with
+// the same id and stream id and distinct RIDs, lowest quality first).
+func (c *Client) PublishSimulcast(ctx context.Context, layers ...webrtc.TrackLocal) (*webrtc.RTPSender, error) {
+	if len(layers) == 0 {
+		return nil, errors.New("client: no layers")
+	}
+	c.mu.Lock()
+	if c.pub == nil {
+		pc, err := c.newPC(signaling.TargetPublisher)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.pub = pc
+	}
+	pc := c.pub
+	c.mu.Unlock()
+	tr, err := pc.AddTransceiverFromTrack(layers[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range layers[1:] {
+		if err := tr.Sender().AddEncoding(l); err != nil {
+			return nil, err
+		}
+	}
+	return tr.Sender(), c.negotiatePublisher(ctx, pc)
+}
+
+// SetTrackSettings tells the server the subscriber's wishes for a track:
+// its maximum simulcast layer and whether it is paused (nil: unchanged).
+func (c *Client) SetTrackSettings(trackID string, maxLayer *int, paused *bool) error {
+	return c.Send(signaling.Message{Type: signaling.TypeTrackSettings, TrackID: trackID, MaxLayer: maxLayer, Paused: paused})
+}
+
 // Unpublish stops sending the tracks of senders and renegotiates.
 func (c *Client) Unpublish(ctx context.Context, senders ...*webrtc.RTPSender) error {
 	pc := c.Publisher()

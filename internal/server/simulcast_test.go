@@ -1,0 +1,157 @@
+package server_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/internal/mediatest"
+	"github.com/chorus-sfu/chorus/signaling"
+)
+
+// layerOf tells which simulcast layer a frame index came from.
+func layerOf(idx uint32) int { return int(idx / mediatest.LayerIndexBase) }
+
+// waitLayer waits until the last n frames received came from layer.
+func waitLayer(t *testing.T, ctx context.Context, sk *mediatest.Sink, layer, n int) {
+	t.Helper()
+	for {
+		fs := sk.Frames()
+		run := 0
+		for i := len(fs) - 1; i >= 0 && layerOf(fs[i]) == layer; i-- {
+			run++
+		}
+		if run >= n {
+			return
+		}
+		count := sk.Count()
+		if err := sk.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > count }); err != nil {
+			got := -1
+			if len(fs) > 0 {
+				got = layerOf(fs[len(fs)-1])
+			}
+			t.Fatalf("timed out waiting for layer %d (receiving layer %d)", layer, got)
+		}
+	}
+}
+
+func (p *peer) layerEvent(trackID string, layer int, reason string) bool {
+	return p.hasEvent(signaling.TypeLayerChanged, func(m signaling.Message) bool {
+		return m.TrackID == trackID && m.Layer != nil && *m.Layer == layer && (reason == "" || m.Reason == reason)
+	})
+}
+
+// A simulcast publisher's layers reach each subscriber according to its
+// wishes, switching at keyframes into one continuous stream, and a layer the
+// publisher stops sending is left for the next one down.
+func TestSimulcastLayerSelection(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 60*time.Second)
+	full := newPeer(t, s, "room", "full", nil)
+	small := newPeer(t, s, "room", "small", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+
+	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks := make([]webrtc.TrackLocal, len(layers))
+	for i, l := range layers {
+		tracks[i] = l.Track
+	}
+	sender, err := pub.c.PublishSimulcast(ctx, tracks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mid string
+	for _, tr := range pub.c.Publisher().GetTransceivers() {
+		if tr.Sender() == sender {
+			mid = tr.Mid()
+		}
+	}
+	var midID, ridID int
+	for _, h := range sender.GetParameters().HeaderExtensions {
+		switch h.URI {
+		case sdp.SDESMidURI:
+			midID = h.ID
+		case sdp.SDESRTPStreamIDURI:
+			ridID = h.ID
+		}
+	}
+	if mid == "" || midID == 0 || ridID == 0 {
+		t.Fatalf("simulcast not negotiated: mid %q, extension ids %d %d", mid, midID, ridID)
+	}
+	stops := make([]func(), len(layers))
+	for i, l := range layers {
+		l.SetSimulcastHeader(mid, midID, ridID)
+		go l.ReadRTCP(sender)
+		stops[i] = pump(t, l, 10*time.Millisecond)
+	}
+
+	fv := full.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	sv := small.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	trackID := fv.Track.ID()
+	waitLayer(t, ctx, fv, 2, 20)
+	waitLayer(t, ctx, sv, 2, 20)
+	full.wait(ctx, "layerChanged 2", func() bool { return full.layerEvent(trackID, 2, "best") })
+
+	// the small subscriber asks for the lowest layer, then the middle one
+	zero, one := 0, 1
+	if err := small.c.SetTrackSettings(trackID, &zero, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitLayer(t, ctx, sv, 0, 20)
+	small.wait(ctx, "layerChanged 0", func() bool { return small.layerEvent(trackID, 0, "preference") })
+	if err := small.c.SetTrackSettings(trackID, &one, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitLayer(t, ctx, sv, 1, 20)
+
+	// the publisher stops its top layer: the full subscriber moves down
+	stops[2]()
+	waitLayer(t, ctx, fv, 1, 20)
+	full.wait(ctx, "layerChanged 1", func() bool { return full.layerEvent(trackID, 1, "best") })
+
+	// pausing stops the flow; resuming restarts it
+	yes, no := true, false
+	if err := small.c.SetTrackSettings(trackID, nil, &yes); err != nil {
+		t.Fatal(err)
+	}
+	small.wait(ctx, "layerChanged -1", func() bool { return small.layerEvent(trackID, -1, "paused") })
+	if err := small.c.SetTrackSettings(trackID, nil, &no); err != nil {
+		t.Fatal(err)
+	}
+	n := sv.Count()
+	if err := sv.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > n+10 }); err != nil {
+		t.Fatal("no media after resuming")
+	}
+
+	// both subscribers saw one continuous stream across all switches
+	for name, sk := range map[string]*mediatest.Sink{"full": fv, "small": sv} {
+		seqs, tss := sk.Seqs(), sk.Timestamps()
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] != seqs[i-1]+1 {
+				t.Fatalf("%s: sequence jumps from %d to %d at %d", name, seqs[i-1], seqs[i], i)
+			}
+			// the timestamp advances with wall-clock time across a switch,
+			// which follows a pause of up to a second when a layer stops
+			if d := tss[i] - tss[i-1]; d == 0 || d > 2*90000 {
+				t.Fatalf("%s: timestamp step %d at %d", name, d, i)
+			}
+		}
+	}
+	if err := small.c.SetTrackSettings("no-such-track", &zero, nil); err != nil {
+		t.Fatal(err)
+	}
+	small.wait(ctx, "error for an unknown track", func() bool {
+		for _, e := range small.c.Errors() {
+			if e.Code == signaling.CodeBadRequest {
+				return true
+			}
+		}
+		return false
+	})
+}
