@@ -67,16 +67,18 @@ type DownTrack struct {
 	// guarded by emu (only packets of the current and target layers get there)
 	emu           sync.Mutex
 	dropping      bool
+	waitKey       bool // video frames were dropped: resume at a keyframe
 	dropThreshold int
 	lastKFAsk     time.Time
 
 	// writer state, owned by the writer goroutine
 	rw        simulcast.Rewriter
 	vp8       simulcast.VP8Munger
-	stale     bool       // a packet of the current frame was gone from the cache
+	resync    bool       // packets were lost to the cache: resume at a keyframe
 	hdr       rtp.Header // reused for every write: writers consume it synchronously
 	lastWrite time.Time
 	layerOf   int // layer of the last packet written
+	rtxAt     [256]rtxRecord
 
 	packets, dropped, rtx, nackMiss, kfAsks, switches atomic.Uint64
 }
@@ -87,6 +89,16 @@ type queued struct {
 	layer   int8
 	switch_ bool // first packet of a new layer: re-anchor the rewriting
 }
+
+// rtxRecord remembers when a sequence number was last resent.
+type rtxRecord struct {
+	seq uint16
+	at  int64 // unix nanoseconds
+}
+
+// rtxHoldoff: a NACK repeated within this time of the last resend of the
+// same packet is ignored (the resend is still in flight).
+const rtxHoldoff = 30 * time.Millisecond
 
 // binding is what Bind negotiated: where and how to write.
 type binding struct {
@@ -286,19 +298,46 @@ func (d *DownTrack) enqueue(layer int, p CachedPacket) {
 		}
 		d.onLayer(layer, d.Reason())
 	}
-	if p.FrameStart && !sw {
+	if d.waitKey {
+		// After dropped frames the next ones cannot be decoded: resume at a
+		// keyframe, with the sequence numbers re-anchored so that the
+		// subscriber sees no gap to NACK.
+		if !p.Keyframe || !p.FrameStart {
+			d.dropped.Add(1)
+			d.askKeyframeLocked(layer)
+			return
+		}
+		sw = true
+	}
+	if p.FrameStart {
 		d.dropping = d.isVideo && len(d.queue) >= d.dropThreshold
 	}
 	if d.dropping {
-		d.dropped.Add(1)
+		d.dropVideoLocked(layer)
 		return
 	}
 	select {
 	case d.queue <- queued{p: p, layer: int8(layer), switch_: sw}:
+		d.waitKey = false
 	default:
-		d.dropped.Add(1)
-		d.dropping = d.isVideo
+		if d.isVideo {
+			d.dropping = true
+			d.dropVideoLocked(layer)
+		} else {
+			d.dropped.Add(1)
+		}
 	}
+}
+
+// dropVideoLocked drops a video packet and makes the down track wait for
+// the next keyframe, which it asks for.
+func (d *DownTrack) dropVideoLocked(layer int) {
+	d.dropped.Add(1)
+	if !d.waitKey {
+		d.waitKey = true
+		d.lastKFAsk = time.Time{}
+	}
+	d.askKeyframeLocked(layer)
 }
 
 // wantedLayer is the target layer if the publisher sends it, else the
@@ -353,19 +392,27 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 		d.dropped.Add(1)
 		return
 	}
-	if p.FrameStart {
-		d.stale = false
-	}
 	hdr, n, ok := up.cache.Get(p.SeqNum, buf)
-	if !ok || d.stale {
+	if !ok {
 		// The writer fell so far behind that the packet was overwritten:
-		// drop the rest of its frame too rather than send a partial frame.
-		d.stale = d.isVideo
+		// drop until the next keyframe rather than send undecodable frames.
 		d.dropped.Add(1)
+		if d.isVideo && !d.resync {
+			d.resync = true
+			up.RequestKeyframe()
+		}
 		return
 	}
+	switched := q.switch_
+	if d.resync {
+		if !p.Keyframe || !p.FrameStart {
+			d.dropped.Add(1)
+			return
+		}
+		d.resync, switched = false, true
+	}
 	now := time.Now()
-	if q.switch_ {
+	if switched {
 		if !d.rw.Started() {
 			d.rw.Start(hdr.SeqNum, hdr.Timestamp, uint16(rand.Uint32()), rand.Uint32())
 		} else {
@@ -410,7 +457,12 @@ func (d *DownTrack) send(hdr CachedPacket, payload []byte, counter *atomic.Uint6
 
 func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 	up := d.src.Layer(d.layerOf)
+	now := time.Now().UnixNano()
 	for _, out := range seqs {
+		r := &d.rtxAt[out&0xFF]
+		if r.seq == out && r.at != 0 && now-r.at < int64(rtxHoldoff) {
+			continue
+		}
 		in, ok := d.rw.Reverse(out)
 		if !ok || up == nil {
 			d.nackMiss.Add(1)
@@ -421,6 +473,7 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 			d.nackMiss.Add(1)
 			continue
 		}
+		r.seq, r.at = out, now
 		d.send(hdr, buf[:n], &d.rtx)
 	}
 }

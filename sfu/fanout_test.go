@@ -258,6 +258,13 @@ func TestSlowSubscriberDropsWholeFrames(t *testing.T) {
 			t.Fatalf("frame %d: %d of 5 packets written: %v (%d frames)", ts, n, seqs, len(perTS))
 		}
 	}
+	// dropped frames leave no sequence gap for the subscriber to NACK
+	hs := slow.written()
+	for i := 1; i < len(hs); i++ {
+		if hs[i].SequenceNumber != hs[i-1].SequenceNumber+1 {
+			t.Fatalf("sequence gap after dropped frames: %d then %d", hs[i-1].SequenceNumber, hs[i].SequenceNumber)
+		}
+	}
 	t.Logf("slow subscriber: %d whole frames written, %d packets dropped", len(perTS), ds.Stats().Dropped)
 }
 
@@ -330,12 +337,27 @@ func TestKeyframeLimiter(t *testing.T) {
 	if send, delay := k.request(t0.Add(300 * time.Millisecond)); send || delay != 0 {
 		t.Fatal("third request should merge into the pending one")
 	}
-	k.fire(t0.Add(time.Second))
+	if !k.fire(t0.Add(time.Second)) {
+		t.Fatal("the deferred request did not fire")
+	}
+	if k.fire(t0.Add(time.Second)) {
+		t.Fatal("fired twice")
+	}
 	if send, delay := k.request(t0.Add(1500 * time.Millisecond)); send || delay != 500*time.Millisecond {
 		t.Fatalf("after fire: send=%v delay=%v", send, delay)
 	}
 	if send, _ := (&keyframeLimiter{interval: time.Second, last: t0}).request(t0.Add(2 * time.Second)); !send {
 		t.Fatal("request after the interval not sent")
+	}
+	// an immediate request cancels a pending deferred one
+	k2 := keyframeLimiter{interval: time.Second}
+	k2.request(t0)
+	k2.request(t0.Add(100 * time.Millisecond))
+	if send, _ := k2.request(t0.Add(1100 * time.Millisecond)); !send {
+		t.Fatal("request after the interval not sent")
+	}
+	if k2.fire(t0.Add(1100 * time.Millisecond)) {
+		t.Fatal("the deferred request fired after an immediate one")
 	}
 }
 

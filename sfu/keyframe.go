@@ -18,6 +18,7 @@ type keyframeLimiter struct {
 func (k *keyframeLimiter) request(now time.Time) (send bool, delay time.Duration) {
 	if k.last.IsZero() || now.Sub(k.last) >= k.interval {
 		k.last = now
+		k.pending = false // this request covers a deferred one too
 		return true, 0
 	}
 	if k.pending {
@@ -27,8 +28,13 @@ func (k *keyframeLimiter) request(now time.Time) (send bool, delay time.Duration
 	return false, k.interval - now.Sub(k.last)
 }
 
-// fire marks the deferred request as sent at now.
-func (k *keyframeLimiter) fire(now time.Time) {
+// fire marks the deferred request as sent at now; it reports false when an
+// immediate request has already covered it.
+func (k *keyframeLimiter) fire(now time.Time) bool {
+	if !k.pending {
+		return false
+	}
 	k.pending = false
 	k.last = now
+	return true
 }

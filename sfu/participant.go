@@ -32,6 +32,7 @@ type Participant struct {
 	canPublish    bool
 	canSubscribe  bool
 	autoSubscribe bool
+	onJoined      func(self ParticipantInfo, others []ParticipantInfo)
 	joinSeq       int // guarded by room.mu
 
 	expected atomic.Int32 // media sections the publisher negotiated
@@ -53,6 +54,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		id: id, name: o.Name, sfu: s, room: r, listener: o.Listener,
 		log:        s.log.With("room", r.name, "participant", id, "name", o.Name),
 		canPublish: o.Publish, canSubscribe: o.Subscribe, autoSubscribe: o.AutoSubscribe && o.Subscribe,
+		onJoined:  o.OnJoined,
 		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, subs: map[string]*subscription{},
 		done: make(chan struct{}),
 	}
@@ -202,7 +204,8 @@ func (p *Participant) CreateSubscriberOffer() (webrtc.SessionDescription, error)
 	return setLocal(pc, offer)
 }
 
-// HandleSubscriberAnswer applies the client's answer to a server offer.
+// HandleSubscriberAnswer applies the client's answer to a server offer. An
+// error leaves the subscriber connection unusable (see ErrBadSDP).
 func (p *Participant) HandleSubscriberAnswer(ans webrtc.SessionDescription) error {
 	pc, err := p.subscriberPC()
 	if err != nil {
@@ -212,6 +215,9 @@ func (p *Participant) HandleSubscriberAnswer(ans webrtc.SessionDescription) erro
 		return fmt.Errorf("%w: expected a non-empty answer", ErrBadSDP)
 	}
 	if err := pc.SetRemoteDescription(ans); err != nil {
+		// pion cannot roll a local offer back: the connection stays in
+		// have-local-offer and can never be renegotiated. Callers end the
+		// session.
 		return fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	return nil
@@ -230,13 +236,17 @@ func (p *Participant) HandleSubscriberOffer(offer webrtc.SessionDescription, tra
 	if err := pc.SetRemoteDescription(offer); err != nil {
 		return webrtc.SessionDescription{}, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
+	attached := 0
 	p.room.mu.Lock()
 	for _, t := range tracks {
-		if p.room.tracks[t.info.ID] == t {
-			p.subscribe(t)
+		if p.room.tracks[t.info.ID] == t && p.subscribe(t) {
+			attached++
 		}
 	}
 	p.room.mu.Unlock()
+	if attached == 0 {
+		return webrtc.SessionDescription{}, ErrNotPublishing
+	}
 	ans, err := pc.CreateAnswer(nil)
 	if err != nil {
 		return webrtc.SessionDescription{}, fmt.Errorf("%w: create answer: %w", ErrBadSDP, err)
@@ -329,21 +339,22 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	p.mu.Unlock()
 }
 
-// subscribe attaches a down track of t. Called with the room locked.
-func (p *Participant) subscribe(t *PublishedTrack) {
+// subscribe attaches a down track of t and reports whether it did. Called
+// with the room locked.
+func (p *Participant) subscribe(t *PublishedTrack) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || !p.canSubscribe {
-		return
+		return false
 	}
 	if _, ok := p.subs[t.info.ID]; ok {
-		return
+		return true
 	}
 	if p.sub == nil {
 		pc, err := p.newPC(TargetSubscriber)
 		if err != nil {
 			p.log.Warn("subscribe failed", "err", err)
-			return
+			return false
 		}
 		p.sub = pc
 	}
@@ -355,7 +366,7 @@ func (p *Participant) subscribe(t *PublishedTrack) {
 	if err != nil {
 		d.Close()
 		p.log.Warn("subscribe failed", "track", t.info.ID, "err", err)
-		return
+		return false
 	}
 	p.subs[t.info.ID] = &subscription{down: d, sender: sender, maxLayer: MaxLayers - 1}
 	t.attach(d)
@@ -364,6 +375,7 @@ func (p *Participant) subscribe(t *PublishedTrack) {
 		defer p.wg.Done()
 		d.RTCPLoop(sender)
 	}()
+	return true
 }
 
 // addDownTrack adds d to the subscriber connection, reusing a matching

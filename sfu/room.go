@@ -99,6 +99,9 @@ func (r *Room) addParticipant(p *Participant) error {
 	r.seq++
 	p.joinSeq = r.seq
 	info := p.info(nil)
+	if p.onJoined != nil {
+		p.onJoined(info, r.participantsLocked())
+	}
 	for _, q := range r.participants {
 		q.listener.ParticipantJoined(info)
 	}
@@ -214,6 +217,10 @@ func (r *Room) sortedTracksLocked() []*PublishedTrack {
 func (r *Room) Participants() []ParticipantInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.participantsLocked()
+}
+
+func (r *Room) participantsLocked() []ParticipantInfo {
 	ps := make([]*Participant, 0, len(r.participants))
 	for _, p := range r.participants {
 		ps = append(ps, p)

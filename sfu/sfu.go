@@ -189,6 +189,10 @@ type JoinOptions struct {
 	// as they are published, renegotiating as needed. Without it, tracks are
 	// attached only by HandleSubscriberOffer (WHEP).
 	AutoSubscribe bool
+	// OnJoined, if set, is called with the room's state at the moment of
+	// joining, before any event about later changes reaches Listener. It
+	// must not block.
+	OnJoined func(self ParticipantInfo, others []ParticipantInfo)
 }
 
 // Join adds a participant to a room, creating the room if needed.

@@ -237,6 +237,9 @@ func (t *UpTrack) RequestKeyframe() {
 	}
 	t.mu.Lock()
 	send, delay := t.kf.request(time.Now())
+	if send && t.timer != nil {
+		t.timer.Stop()
+	}
 	if delay > 0 {
 		select {
 		case <-t.done:
@@ -252,8 +255,11 @@ func (t *UpTrack) RequestKeyframe() {
 
 func (t *UpTrack) fireDeferred() {
 	t.mu.Lock()
-	t.kf.fire(time.Now())
+	fire := t.kf.fire(time.Now())
 	t.mu.Unlock()
+	if !fire {
+		return
+	}
 	select {
 	case <-t.done:
 	default:

@@ -63,10 +63,12 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /whip/{room}/{id}", s.resourceDelete)
 	mux.HandleFunc("PATCH /whip/{room}/{id}", s.resourcePatch)
 	mux.HandleFunc("OPTIONS /whip/{room}", s.options)
+	mux.HandleFunc("OPTIONS /whip/{room}/{id}", s.options)
 	mux.HandleFunc("POST /whep/{room}/{name}", s.whepPost)
 	mux.HandleFunc("DELETE /whep/{room}/{name}/{id}", s.resourceDelete)
 	mux.HandleFunc("PATCH /whep/{room}/{name}/{id}", s.resourcePatch)
 	mux.HandleFunc("OPTIONS /whep/{room}/{name}", s.options)
+	mux.HandleFunc("OPTIONS /whep/{room}/{name}/{id}", s.options)
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {

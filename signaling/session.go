@@ -19,6 +19,8 @@ const (
 	writeTimeout = 10 * time.Second
 	pongWait     = 60 * time.Second
 	pingPeriod   = 25 * time.Second
+	// answerTimeout bounds the wait for the answer to a subscriber offer.
+	answerTimeout = 20 * time.Second
 )
 
 // session is one WebSocket connection: a reader goroutine, a writer
@@ -40,6 +42,7 @@ type session struct {
 	p           *sfu.Participant
 	negotiating bool // a server offer awaits the client's answer
 	pending     bool // another offer is needed after it
+	answerTimer *time.Timer
 }
 
 func newSession(srv *Server, conn *websocket.Conn) *session {
@@ -188,8 +191,21 @@ func classify(err error) *ProtocolError {
 }
 
 func (s *session) loop() {
+	defer func() {
+		if s.answerTimer != nil {
+			s.answerTimer.Stop()
+		}
+	}()
 	for {
+		var answerDeadline <-chan time.Time
+		if s.negotiating && s.answerTimer != nil {
+			answerDeadline = s.answerTimer.C
+		}
 		select {
+		case <-answerDeadline:
+			s.sendError("", protoErr(CodeBadRequest, "no answer to the subscriber offer within %v", answerTimeout))
+			s.closeAfterFlush(websocket.ClosePolicyViolation, "no answer")
+			return
 		case <-s.done:
 			return
 		case data := <-s.in:
@@ -255,8 +271,13 @@ func (s *session) handle(m Message) bool {
 			return true
 		}
 		s.negotiating = false
+		s.answerTimer.Stop()
 		if err := s.p.HandleSubscriberAnswer(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
+			// The subscriber connection cannot be renegotiated after a
+			// rejected answer (no rollback of a local offer in pion).
 			s.sendError(m.ID, err)
+			s.closeAfterFlush(websocket.CloseNormalClosure, "unusable answer")
+			return false
 		}
 		if s.pending {
 			s.pending = false
@@ -282,21 +303,21 @@ func (s *session) join(m Message) {
 	p, err := s.srv.sfu.Join(m.Room, sfu.JoinOptions{
 		Name: m.Name, Listener: (*sessionListener)(s),
 		Publish: true, Subscribe: true, AutoSubscribe: true,
+		// runs under the room's lock: joined precedes every later event
+		OnJoined: func(self sfu.ParticipantInfo, others []sfu.ParticipantInfo) {
+			list := make([]Participant, 0, len(others))
+			for _, pi := range others {
+				list = append(list, participantMsg(pi))
+			}
+			me := participantMsg(self)
+			s.send(Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &me, Participants: list})
+		},
 	})
 	if err != nil {
 		s.sendError(m.ID, err)
 		return
 	}
 	s.p = p
-	s.log = s.log.With("room", m.Room, "participant", p.ID())
-	var others []Participant
-	for _, pi := range p.Room().Participants() {
-		if pi.ID != p.ID() {
-			others = append(others, participantMsg(pi))
-		}
-	}
-	self := participantMsg(sfu.ParticipantInfo{ID: p.ID(), Name: p.Name()})
-	s.send(Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &self, Participants: others})
 }
 
 // negotiate sends a server offer on the subscriber connection, or marks
@@ -316,6 +337,11 @@ func (s *session) negotiate() {
 		return
 	}
 	s.negotiating = true
+	if s.answerTimer == nil {
+		s.answerTimer = time.NewTimer(answerTimeout)
+	} else {
+		s.answerTimer.Reset(answerTimeout)
+	}
 	s.send(Message{Type: TypeOffer, Target: TargetSubscriber, SDP: offer.SDP})
 }
 

@@ -30,12 +30,33 @@ type resource struct {
 // (the client vanished without DELETE).
 type resourceListener struct {
 	sfu.NopListener
-	srv *Server
-	id  string
+	srv    *Server
+	id     string
+	target string // WHEP: the publisher played; the session ends when it leaves
 }
 
-func (l *resourceListener) ConnectionFailed(sfu.Target) {
-	go l.srv.removeResource(l.id)
+func (l *resourceListener) ConnectionFailed(sfu.Target) { l.srv.removeResourceAsync(l.id) }
+
+func (l *resourceListener) ParticipantLeft(p sfu.ParticipantInfo) {
+	if l.target != "" && p.ID == l.target {
+		l.srv.removeResourceAsync(l.id)
+	}
+}
+
+// removeResourceAsync ends a resource from an SFU callback, which must not
+// block; Server.Close waits for it.
+func (s *Server) removeResourceAsync(id string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.removeResource(id)
+	}()
 }
 
 func (s *Server) addResource(p *sfu.Participant, id string) bool {
@@ -60,6 +81,7 @@ func (s *Server) removeResource(id string) bool {
 }
 
 func httpError(w http.ResponseWriter, code int, format string, args ...any) {
+	cors(w)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	fmt.Fprintf(w, format+"\n", args...)
@@ -187,12 +209,17 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	}
 	id := newResourceID()
 	p, err := s.sfu.Join(roomName, sfu.JoinOptions{Name: "whep:" + pub.Name(), Subscribe: true,
-		Listener: &resourceListener{srv: s, id: id}})
+		Listener: &resourceListener{srv: s, id: id, target: pub.ID()}})
 	if err != nil {
 		httpError(w, http.StatusServiceUnavailable, "cannot join room: %v", err)
 		return
 	}
 	ans, err := p.HandleSubscriberOffer(offer, tracks)
+	if errors.Is(err, sfu.ErrNotPublishing) {
+		p.Close()
+		httpError(w, http.StatusNotFound, "participant %q stopped publishing", target)
+		return
+	}
 	if err != nil {
 		p.Close()
 		httpError(w, sdpStatus(err), "cannot use the SDP offer: %v", err)

@@ -296,7 +296,10 @@ func TestStoppedTrackIsUnpublished(t *testing.T) {
 	sub.wait(ctx, "trackUnpublished video", func() bool {
 		return sub.hasEvent(signaling.TypeTrackUnpublished, func(m signaling.Message) bool { return m.Track.Kind == "video" })
 	})
-	if sub.hasEvent(signaling.TypeTrackUnpublished, func(m signaling.Message) bool { return m.Track.Kind == "audio" }) {
+	sub.mu.Lock()
+	audioGone := sub.hasEvent(signaling.TypeTrackUnpublished, func(m signaling.Message) bool { return m.Track.Kind == "audio" })
+	sub.mu.Unlock()
+	if audioGone {
 		t.Fatal("audio was unpublished too")
 	}
 	n := as.Count()

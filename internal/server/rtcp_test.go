@@ -148,7 +148,9 @@ func TestManyPLIsBecomeOneUpstream(t *testing.T) {
 
 	const perSub = 10
 	for _, p := range subs {
+		p.mu.Lock()
 		ssrc := uint32(p.sinks[0].Track.SSRC())
+		p.mu.Unlock()
 		for i := 0; i < perSub; i++ {
 			if err := p.c.Subscriber().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
 				t.Fatal(err)

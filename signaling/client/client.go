@@ -68,6 +68,9 @@ type Client struct {
 
 	mu       sync.Mutex
 	pub, sub *webrtc.PeerConnection
+	// candidates wait until the description they belong to has been sent
+	sdpSent  map[string]bool
+	pendingC map[string][]webrtc.ICECandidateInit
 	waiters  map[string]chan signaling.Message // by request id
 	nextID   int
 	self     signaling.Participant
@@ -90,7 +93,8 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
-	c := &Client{opts: opts, conn: conn, waiters: map[string]chan signaling.Message{}, done: make(chan struct{})}
+	c := &Client{opts: opts, conn: conn, waiters: map[string]chan signaling.Message{}, done: make(chan struct{}),
+		sdpSent: map[string]bool{}, pendingC: map[string][]webrtc.ICECandidateInit{}}
 	c.wg.Add(1)
 	go c.readLoop()
 	return c, nil
@@ -248,7 +252,11 @@ func (c *Client) negotiatePublisher(ctx context.Context, pc *webrtc.PeerConnecti
 	if err != nil {
 		return err
 	}
-	return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP}); err != nil {
+		return err
+	}
+	c.sdpDelivered(signaling.TargetPublisher)
+	return nil
 }
 
 // Publisher and Subscriber return the client's PeerConnections (nil until used).
@@ -272,6 +280,19 @@ func (c *Client) Errors() []signaling.Message {
 	return append([]signaling.Message(nil), c.errs...)
 }
 
+// sdpDelivered sends the candidates gathered before target's description
+// went out.
+func (c *Client) sdpDelivered(target string) {
+	c.mu.Lock()
+	c.sdpSent[target] = true
+	pending := c.pendingC[target]
+	c.pendingC[target] = nil
+	c.mu.Unlock()
+	for i := range pending {
+		_ = c.Send(signaling.Message{Type: signaling.TypeCandidate, Target: target, Candidate: &pending[i]})
+	}
+}
+
 // newPC creates a PeerConnection that trickles its candidates to the server.
 func (c *Client) newPC(target string) (*webrtc.PeerConnection, error) {
 	pc, err := c.opts.API.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
@@ -283,6 +304,13 @@ func (c *Client) newPC(target string) (*webrtc.PeerConnection, error) {
 			return
 		}
 		init := cand.ToJSON()
+		c.mu.Lock()
+		if !c.sdpSent[target] {
+			c.pendingC[target] = append(c.pendingC[target], init)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
 		_ = c.Send(signaling.Message{Type: signaling.TypeCandidate, Target: target, Candidate: &init})
 	})
 	if target == signaling.TargetSubscriber && c.opts.OnTrack != nil {
@@ -358,7 +386,11 @@ func (c *Client) answerSubscriber(sdp string) error {
 	if err := pc.SetLocalDescription(ans); err != nil {
 		return err
 	}
-	return c.Send(signaling.Message{Type: signaling.TypeAnswer, Target: signaling.TargetSubscriber, SDP: ans.SDP})
+	if err := c.Send(signaling.Message{Type: signaling.TypeAnswer, Target: signaling.TargetSubscriber, SDP: ans.SDP}); err != nil {
+		return err
+	}
+	c.sdpDelivered(signaling.TargetSubscriber)
+	return nil
 }
 
 // Done is closed when the connection to the server has ended.
