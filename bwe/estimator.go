@@ -1,0 +1,361 @@
+// Package bwe estimates each subscriber connection's bandwidth from
+// transport-wide congestion control feedback (TWCC), and allocates it across
+// the subscriber's tracks by priority. Time is always passed in, so that
+// every decision can be tested deterministically.
+package bwe
+
+import (
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// Config tunes an Estimator. Zero values take the defaults.
+type Config struct {
+	Initial int // bits per second at start (default 1 Mbit/s)
+	Min     int // floor (default 100 kbit/s)
+	Max     int // ceiling (default 20 Mbit/s)
+	// IncreasePerSecond is the multiplicative growth per second while the
+	// path shows neither queuing nor loss (default 0.4: +40 %/s).
+	IncreasePerSecond float64
+	// Headroom caps the estimate at this multiple of the rate actually
+	// delivered, so that an idle connection does not claim a capacity it
+	// never tested (default 1.5). Larger steps need a probe.
+	Headroom float64
+}
+
+func (c *Config) defaults() {
+	if c.Initial == 0 {
+		c.Initial = 1_000_000
+	}
+	if c.Min == 0 {
+		c.Min = 100_000
+	}
+	if c.Max == 0 {
+		c.Max = 20_000_000
+	}
+	if c.IncreasePerSecond == 0 {
+		c.IncreasePerSecond = 0.4
+	}
+	if c.Headroom == 0 {
+		c.Headroom = 1.5
+	}
+}
+
+const (
+	historySize = 1 << 13 // packets remembered for feedback
+	// overuseDelay: queuing delay above this means the path is congested.
+	overuseDelay = 40 * time.Millisecond
+	// underuseDelay: queuing delay below this allows increasing.
+	underuseDelay = 15 * time.Millisecond
+	// baseWindow is how long the minimum one-way delay is remembered.
+	baseWindow = 10 * time.Second
+	// decreaseGap: decreases closer than this are merged (one reaction per
+	// congestion episode, not one per feedback packet).
+	decreaseGap = 300 * time.Millisecond
+	highLoss    = 0.10
+	lowLoss     = 0.02
+	// probeDuration is how long a probe sends at its rate.
+	probeDuration = 500 * time.Millisecond
+	// probeSettle is how long after a probe its feedback is still awaited.
+	probeSettle = 300 * time.Millisecond
+	minProbeBackoff = 2 * time.Second
+	maxProbeBackoff = 30 * time.Second
+)
+
+type sentPacket struct {
+	seq   uint16
+	size  int
+	at    time.Time
+	valid bool
+}
+
+type delaySample struct {
+	at  time.Time
+	owd time.Duration
+}
+
+// State is what the estimator concluded from the last feedback.
+type State int
+
+// Estimator states.
+const (
+	StateHold State = iota
+	StateIncrease
+	StateDecrease
+)
+
+func (s State) String() string {
+	switch s {
+	case StateIncrease:
+		return "increase"
+	case StateDecrease:
+		return "decrease"
+	}
+	return "hold"
+}
+
+// Estimator is a send-side bandwidth estimator for one connection: it is
+// told of every packet sent with its transport-wide sequence number, reads
+// TWCC feedback, and combines the queuing delay trend and the loss rate into
+// an estimate. It is not safe for concurrent use.
+type Estimator struct {
+	cfg      Config
+	estimate float64
+	sent     [historySize]sentPacket
+
+	mins         []delaySample // increasing-owd deque over baseWindow
+	queueDelay   time.Duration
+	prevDelay    time.Duration
+	loss         float64
+	receiveRate  float64
+	lastUpdate   time.Time
+	lastDecrease time.Time
+	state        State
+
+	// probing: the sender pads its flow up to probeRate to test capacity
+	probeRate    float64
+	preProbe     float64 // the estimate when the probe started
+	probeStart   time.Time
+	probeFailed  bool // congestion seen during the probe
+	probeBest    float64
+	nextProbe    time.Time // no probe before this (backoff after a failure)
+	probeBackoff time.Duration
+	lastFailed   float64 // rate of the last failed probe
+}
+
+// NewEstimator returns an estimator starting at cfg.Initial.
+func NewEstimator(cfg Config) *Estimator {
+	cfg.defaults()
+	return &Estimator{cfg: cfg, estimate: float64(cfg.Initial)}
+}
+
+// Estimate is the current estimate in bits per second.
+func (e *Estimator) Estimate() int { return int(e.estimate) }
+
+// Stats describe the estimator's view of the path.
+type Stats struct {
+	Estimate    int           // bits per second
+	ReceiveRate int           // bits per second delivered, per the last feedback
+	QueueDelay  time.Duration // over the path's minimum one-way delay
+	Loss        float64       // smoothed fraction of packets lost
+	State       State
+}
+
+// Stats returns the estimator's state.
+func (e *Estimator) Stats() Stats {
+	return Stats{Estimate: int(e.estimate), ReceiveRate: int(e.receiveRate), QueueDelay: e.queueDelay,
+		Loss: e.loss, State: e.state}
+}
+
+// CanProbe reports whether a probe at rate may start now: the path is not
+// congested, no probe is running, and the backoff after a failed probe at
+// a similar rate has passed.
+func (e *Estimator) CanProbe(rate int, now time.Time) bool {
+	if e.probeRate > 0 || e.state == StateDecrease || float64(rate) <= e.estimate {
+		return false
+	}
+	return !now.Before(e.nextProbe) || float64(rate) < 0.8*e.lastFailed
+}
+
+// StartProbe starts a probe towards rate (bits per second): the sender pads
+// its flow up to ProbeRate for ProbeDuration. A probe never more than
+// doubles the estimate, so reaching a far rate takes several probes. It
+// returns the probe's rate.
+func (e *Estimator) StartProbe(rate int, now time.Time) int {
+	r := min(float64(rate), 2*e.estimate)
+	e.probeRate, e.probeStart, e.probeFailed, e.probeBest = r, now, false, 0
+	e.preProbe = e.estimate
+	return int(r)
+}
+
+// ProbeRate is the rate the sender must pad up to now (0: no probe).
+func (e *Estimator) ProbeRate(now time.Time) int {
+	if e.probeRate > 0 && now.Sub(e.probeStart) < probeDuration {
+		return int(e.probeRate)
+	}
+	return 0
+}
+
+// ProbeDuration is how long a probe pads the flow.
+func ProbeDuration() time.Duration { return probeDuration }
+
+// endProbe concludes a probe once its feedback has arrived.
+func (e *Estimator) endProbe(now time.Time) {
+	if e.probeRate == 0 {
+		return
+	}
+	if e.state == StateDecrease {
+		e.probeFailed = true
+	}
+	if e.state == StateHold || e.state == StateIncrease {
+		e.probeBest = max(e.probeBest, e.receiveRate)
+	}
+	if now.Sub(e.probeStart) < probeDuration+probeSettle && !e.probeFailed {
+		return
+	}
+	if !e.probeFailed && e.probeBest >= 0.85*e.probeRate {
+		e.estimate = max(e.estimate, e.probeRate)
+		e.probeBackoff = 0
+		e.lastFailed = 0
+		e.nextProbe = now
+	} else {
+		// the congestion was the probe's own doing: the media rate before
+		// it was fine
+		e.estimate = max(e.estimate, e.preProbe)
+		e.probeBackoff = min(maxProbeBackoff, max(minProbeBackoff, 2*e.probeBackoff))
+		e.nextProbe = now.Add(e.probeBackoff)
+		e.lastFailed = e.probeRate
+	}
+	e.probeRate = 0
+}
+
+// OnPacketSent records a packet carrying transport-wide sequence number seq.
+func (e *Estimator) OnPacketSent(seq uint16, size int, at time.Time) {
+	e.sent[seq%historySize] = sentPacket{seq: seq, size: size, at: at, valid: true}
+}
+
+// ack is one packet of a feedback report.
+type ack struct {
+	sent    sentPacket
+	arrival time.Time
+}
+
+// OnFeedback processes one TWCC feedback packet received at now.
+func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
+	acks, lost := e.parse(fb)
+	if len(acks)+lost == 0 {
+		return
+	}
+	// loss, smoothed over a few reports
+	frac := float64(lost) / float64(len(acks)+lost)
+	e.loss = 0.7*e.loss + 0.3*frac
+
+	if len(acks) >= 2 {
+		first, last := acks[0], acks[len(acks)-1]
+		bytes := 0
+		for _, a := range acks[1:] {
+			bytes += a.sent.size
+		}
+		if span := last.arrival.Sub(first.arrival); span >= 5*time.Millisecond {
+			e.receiveRate = float64(bytes*8) / span.Seconds()
+		} else if span := last.sent.at.Sub(first.sent.at); span >= 5*time.Millisecond {
+			e.receiveRate = float64(bytes*8) / span.Seconds()
+		}
+	}
+	// One-way delays include an unknown (possibly huge) clock offset: only
+	// their excess over the minimum is meaningful.
+	for _, a := range acks {
+		e.pushDelay(delaySample{at: now, owd: a.arrival.Sub(a.sent.at)})
+	}
+	if len(acks) > 0 {
+		var excess time.Duration
+		for _, a := range acks {
+			excess += a.arrival.Sub(a.sent.at) - e.mins[0].owd
+		}
+		e.queueDelay = excess / time.Duration(len(acks))
+	}
+	e.update(now)
+	e.endProbe(now)
+}
+
+// pushDelay keeps a monotonic deque of one-way delays whose front is the
+// minimum over baseWindow.
+func (e *Estimator) pushDelay(s delaySample) {
+	for len(e.mins) > 0 && e.mins[len(e.mins)-1].owd >= s.owd {
+		e.mins = e.mins[:len(e.mins)-1]
+	}
+	e.mins = append(e.mins, s)
+	for len(e.mins) > 1 && s.at.Sub(e.mins[0].at) > baseWindow {
+		e.mins = e.mins[1:]
+	}
+}
+
+func (e *Estimator) update(now time.Time) {
+	dt := 0.0
+	if !e.lastUpdate.IsZero() {
+		dt = now.Sub(e.lastUpdate).Seconds()
+	}
+	e.lastUpdate = now
+	// queuing delay that is high but already falling is a queue draining
+	// after a reaction: hold instead of reacting again
+	rising := e.queueDelay >= e.prevDelay-2*time.Millisecond
+	e.prevDelay = e.queueDelay
+	probing := e.probeRate > 0
+	switch {
+	case (e.queueDelay > overuseDelay && rising) || e.loss > highLoss:
+		e.state = StateDecrease
+		if probing || now.Sub(e.lastDecrease) < decreaseGap {
+			break // a probe's congestion ends the probe, not the media rate
+		}
+		e.lastDecrease = now
+		target := e.estimate
+		if e.receiveRate > 0 && e.receiveRate < target {
+			target = e.receiveRate
+		}
+		factor := 0.85
+		if e.loss > highLoss {
+			factor = min(factor, 1-0.5*e.loss)
+		}
+		e.estimate = target * factor
+	case e.queueDelay > overuseDelay:
+		e.state = StateHold
+	case e.queueDelay < underuseDelay && e.loss < lowLoss:
+		e.state = StateIncrease
+		e.estimate *= 1 + e.cfg.IncreasePerSecond*min(dt, 0.5)
+		if e.receiveRate > 0 {
+			e.estimate = min(e.estimate, max(e.cfg.Headroom*e.receiveRate, float64(e.cfg.Min)))
+		}
+	default:
+		e.state = StateHold
+	}
+	e.estimate = max(float64(e.cfg.Min), min(float64(e.cfg.Max), e.estimate))
+}
+
+// parse turns a feedback packet into acknowledged packets (in sequence
+// order, with arrival times) and the number of packets reported lost.
+func (e *Estimator) parse(fb *rtcp.TransportLayerCC) ([]ack, int) {
+	var acks []ack
+	lost := 0
+	arrival := time.Duration(fb.ReferenceTime) * 64 * time.Millisecond
+	base := time.Unix(0, 0)
+	deltas := fb.RecvDeltas
+	seq := fb.BaseSequenceNumber
+	remaining := int(fb.PacketStatusCount)
+	handle := func(status uint16) {
+		if remaining <= 0 {
+			return
+		}
+		remaining--
+		s := seq
+		seq++
+		switch status {
+		case rtcp.TypeTCCPacketNotReceived:
+			if p := e.sent[s%historySize]; p.valid && p.seq == s {
+				lost++
+			}
+		case rtcp.TypeTCCPacketReceivedSmallDelta, rtcp.TypeTCCPacketReceivedLargeDelta:
+			if len(deltas) == 0 {
+				return
+			}
+			arrival += time.Duration(deltas[0].Delta) * time.Microsecond
+			deltas = deltas[1:]
+			if p := e.sent[s%historySize]; p.valid && p.seq == s {
+				acks = append(acks, ack{sent: p, arrival: base.Add(arrival)})
+			}
+		}
+	}
+	for _, c := range fb.PacketChunks {
+		switch chunk := c.(type) {
+		case *rtcp.RunLengthChunk:
+			for i := 0; i < int(chunk.RunLength); i++ {
+				handle(chunk.PacketStatusSymbol)
+			}
+		case *rtcp.StatusVectorChunk:
+			for _, sym := range chunk.SymbolList {
+				handle(sym)
+			}
+		}
+	}
+	return acks, lost
+}

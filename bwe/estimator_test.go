@@ -1,0 +1,271 @@
+package bwe
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// link simulates a bottleneck: a FIFO queue drained at capacity bits per
+// second after a fixed propagation delay, dropping packets that would wait
+// longer than maxQueue, plus optional random loss.
+type link struct {
+	capacity  float64
+	prop      time.Duration
+	maxQueue  time.Duration
+	loss      float64
+	rng       *rand.Rand
+	busyUntil time.Time
+}
+
+// send returns the arrival time of a packet sent at t, or false if lost.
+func (l *link) send(t time.Time, size int) (time.Time, bool) {
+	if l.rng.Float64() < l.loss {
+		return time.Time{}, false
+	}
+	start := t
+	if l.busyUntil.After(start) {
+		start = l.busyUntil
+	}
+	if start.Sub(t) > l.maxQueue {
+		return time.Time{}, false
+	}
+	l.busyUntil = start.Add(time.Duration(float64(size*8) / l.capacity * float64(time.Second)))
+	return l.busyUntil.Add(l.prop), true
+}
+
+// feedback builds a TWCC report for packets base..base+len(arrivals)-1;
+// a zero arrival means lost. ref is the receiver's clock origin.
+func feedback(base uint16, arrivals []time.Time, ref time.Time) *rtcp.TransportLayerCC {
+	fb := &rtcp.TransportLayerCC{BaseSequenceNumber: base, PacketStatusCount: uint16(len(arrivals))}
+	var prev time.Time
+	var symbols []uint16
+	for _, a := range arrivals {
+		if a.IsZero() {
+			symbols = append(symbols, rtcp.TypeTCCPacketNotReceived)
+			continue
+		}
+		symbols = append(symbols, rtcp.TypeTCCPacketReceivedLargeDelta)
+		if prev.IsZero() {
+			refTime := a.Sub(ref) / (64 * time.Millisecond)
+			fb.ReferenceTime = uint32(refTime)
+			prev = ref.Add(refTime * 64 * time.Millisecond)
+		}
+		fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{
+			Type: rtcp.TypeTCCPacketReceivedLargeDelta, Delta: a.Sub(prev).Microseconds()})
+		prev = a
+	}
+	fb.PacketChunks = append(fb.PacketChunks, &rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeTwoBit, SymbolList: symbols})
+	return fb
+}
+
+// layers a simulcast sender can choose from (bits per second).
+var testLayers = []float64{150_000, 500_000, 1_700_000}
+
+func pickLayer(estimate int) float64 {
+	rate := testLayers[0]
+	for _, r := range testLayers {
+		if r <= float64(estimate) {
+			rate = r
+		}
+	}
+	return rate
+}
+
+type phase struct {
+	until    time.Duration
+	capacity float64
+	loss     float64
+}
+
+type sample struct {
+	at       time.Duration
+	estimate int
+	rate     float64
+}
+
+// simulate runs an app-limited simulcast sender (it sends the best layer the
+// estimate allows) over a link whose capacity changes by phase, with TWCC
+// feedback every 50 ms. It returns the estimate and sending rate over time.
+func simulate(t *testing.T, phases []phase) []sample {
+	t.Helper()
+	e := NewEstimator(Config{Initial: 300_000})
+	start := time.Unix(1_700_000_000, 0)
+	recvClock := time.Unix(0, 0).Add(5 * time.Hour) // the receiver's unrelated clock
+	l := &link{prop: 20 * time.Millisecond, maxQueue: 300 * time.Millisecond, rng: rand.New(rand.NewPCG(1, 2))}
+	const size = 1200
+	var seq uint16
+	var pending []time.Time // arrivals (sender clock) of packets since the last feedback
+	pendingBase := seq
+	var out []sample
+	next := start
+	lastFB := start
+	end := start.Add(phases[len(phases)-1].until)
+	for now := start; now.Before(end); now = now.Add(time.Millisecond) {
+		for _, p := range phases {
+			if now.Sub(start) < p.until {
+				l.capacity, l.loss = p.capacity, p.loss
+				break
+			}
+		}
+		layerRate := pickLayer(e.Estimate())
+		rate := layerRate
+		// probe for the next layer up when the estimate does not reach it
+		for _, r := range testLayers {
+			if r > rate {
+				if e.CanProbe(int(r), now) {
+					e.StartProbe(int(r), now)
+				}
+				break
+			}
+		}
+		if pr := float64(e.ProbeRate(now)); pr > rate {
+			rate = pr // media plus padding
+		}
+		for !next.After(now) {
+			e.OnPacketSent(seq, size, next)
+			arr, ok := l.send(next, size)
+			if ok {
+				pending = append(pending, arr)
+			} else {
+				pending = append(pending, time.Time{})
+			}
+			seq++
+			next = next.Add(time.Duration(float64(size*8) / rate * float64(time.Second)))
+		}
+		if now.Sub(lastFB) >= 50*time.Millisecond && len(pending) > 0 {
+			// report what has arrived by now (the rest waits for the next report)
+			n := 0
+			for n < len(pending) && (pending[n].IsZero() || !pending[n].After(now)) {
+				n++
+			}
+			if n > 0 {
+				arrivals := make([]time.Time, n)
+				for i, a := range pending[:n] {
+					if !a.IsZero() {
+						arrivals[i] = recvClock.Add(a.Sub(start))
+					}
+				}
+				e.OnFeedback(feedback(pendingBase, arrivals, recvClock), now.Add(20*time.Millisecond))
+				pending = pending[n:]
+				pendingBase += uint16(n)
+			}
+			lastFB = now
+			out = append(out, sample{at: now.Sub(start), estimate: e.Estimate(), rate: layerRate})
+		}
+	}
+	return out
+}
+
+func firstAt(s []sample, from time.Duration, cond func(sample) bool) (time.Duration, bool) {
+	for _, x := range s {
+		if x.at >= from && cond(x) {
+			return x.at - from, true
+		}
+	}
+	return 0, false
+}
+
+// The adaptation scenario of the simulcast issue: capped at 2 Mbit/s, lowered
+// to 600 kbit/s, then uncapped.
+func TestEstimatorFollowsCapacity(t *testing.T) {
+	s := simulate(t, []phase{
+		{until: 15 * time.Second, capacity: 2_000_000},
+		{until: 30 * time.Second, capacity: 600_000},
+		{until: 45 * time.Second, capacity: 10_000_000},
+	})
+	up, ok := firstAt(s, 0, func(x sample) bool { return x.rate == testLayers[2] })
+	if !ok {
+		t.Fatal("never reached the top layer on a 2 Mbit/s link")
+	}
+	down, ok := firstAt(s, 15*time.Second, func(x sample) bool { return x.rate < 600_000 })
+	if !ok || down > time.Second {
+		t.Fatalf("downgrade after the drop to 600 kbit/s took %v (ok=%v), want <= 1 s", down, ok)
+	}
+	back, ok := firstAt(s, 30*time.Second, func(x sample) bool { return x.rate == testLayers[2] })
+	if !ok || back > 5*time.Second {
+		t.Fatalf("return to the top layer took %v (ok=%v), want <= 5 s", back, ok)
+	}
+	// steady 600 kbit/s: the middle layer, without oscillating
+	switches := 0
+	for i := 1; i < len(s); i++ {
+		if s[i].at > 20*time.Second && s[i].at < 30*time.Second && s[i].rate != s[i-1].rate {
+			switches++
+		}
+	}
+	if switches > 0 {
+		t.Fatalf("%d layer changes in 10 s on a steady 600 kbit/s link", switches)
+	}
+	t.Logf("top layer after %v; down %v after the drop; top again %v after uncapping; %d changes on the steady link",
+		up, down, back, switches)
+}
+
+// A 300 kbit/s link carries the lowest layer, steadily.
+func TestEstimatorSettlesOnASlowLink(t *testing.T) {
+	s := simulate(t, []phase{{until: 30 * time.Second, capacity: 300_000}})
+	for _, x := range s {
+		if x.at > 5*time.Second && x.rate != testLayers[0] {
+			t.Fatalf("at %v sending %v on a 300 kbit/s link", x.at, x.rate)
+		}
+	}
+	if est := s[len(s)-1].estimate; est < 150_000 || est > 450_000 {
+		t.Fatalf("estimate %d on a 300 kbit/s link", est)
+	}
+}
+
+func TestEstimatorBacksOffUnderLoss(t *testing.T) {
+	s := simulate(t, []phase{
+		{until: 5 * time.Second, capacity: 10_000_000},
+		{until: 10 * time.Second, capacity: 10_000_000, loss: 0.3},
+	})
+	before, after := s[0], s[len(s)-1]
+	for _, x := range s {
+		if x.at < 5*time.Second {
+			before = x
+		}
+	}
+	if after.estimate >= before.estimate/2 {
+		t.Fatalf("30%% loss: estimate %d, was %d", after.estimate, before.estimate)
+	}
+}
+
+func TestEstimatorIgnoresUnknownAndEmptyFeedback(t *testing.T) {
+	e := NewEstimator(Config{})
+	e.OnFeedback(&rtcp.TransportLayerCC{}, time.Unix(1, 0))
+	e.OnFeedback(feedback(500, []time.Time{time.Unix(2, 0), {}}, time.Unix(0, 0)), time.Unix(3, 0))
+	if e.Estimate() != 1_000_000 || e.Stats().Loss != 0 {
+		t.Fatalf("feedback about packets never sent changed the estimate: %+v", e.Stats())
+	}
+	// truncated deltas do not panic
+	e.OnPacketSent(1, 100, time.Unix(1, 0))
+	e.OnPacketSent(2, 100, time.Unix(1, 0))
+	fb := feedback(1, []time.Time{time.Unix(5, 0), time.Unix(5, 0)}, time.Unix(0, 0))
+	fb.RecvDeltas = fb.RecvDeltas[:1]
+	e.OnFeedback(fb, time.Unix(6, 0))
+}
+
+func FuzzFeedback(f *testing.F) {
+	fb := feedback(10, []time.Time{time.Unix(1, 0), {}, time.Unix(1, 1000)}, time.Unix(0, 0))
+	b, _ := fb.Marshal()
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pkts, err := rtcp.Unmarshal(data)
+		if err != nil {
+			return
+		}
+		e := NewEstimator(Config{})
+		for i := uint16(0); i < 40; i++ {
+			e.OnPacketSent(i, 1000, time.Unix(0, int64(i)*1e6))
+		}
+		for _, p := range pkts {
+			if cc, ok := p.(*rtcp.TransportLayerCC); ok {
+				e.OnFeedback(cc, time.Unix(2, 0))
+			}
+		}
+		if est := e.Estimate(); est < 100_000 || est > 20_000_000 {
+			t.Fatalf("estimate %d outside its bounds", est)
+		}
+	})
+}
