@@ -58,7 +58,7 @@ const (
 	// probeDuration is how long a probe sends at its rate.
 	probeDuration = 500 * time.Millisecond
 	// probeSettle is how long after a probe its feedback is still awaited.
-	probeSettle = 300 * time.Millisecond
+	probeSettle     = 300 * time.Millisecond
 	minProbeBackoff = 2 * time.Second
 	maxProbeBackoff = 30 * time.Second
 )

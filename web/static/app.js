@@ -5,11 +5,37 @@
 // everyone else's tracks (the server offers, we answer). Signaling is JSON
 // over a WebSocket at /ws on the page's own host.
 //
+// Camera video is published as three simulcast layers (rids q, h, f: 1/4,
+// 1/2 and full resolution). For every remote video the client asks the
+// server for the layer that fits the tile's size on screen, and pauses video
+// that cannot be seen (trackSettings); the server reports the layer it
+// forwards (layerChanged), shown as a small badge on the tile.
+//
 // State for tests and debugging is exposed on window.chorus.
+//
+// Test hook: the URL parameter maxLayer=0|1|2 (e.g. ?room=r&name=n&maxLayer=0)
+// makes the client ask for that maximum layer for every video it receives,
+// whatever the size of its tile (0 lowest, 2 full). At run time,
+// window.chorus.setMaxLayer(n) does the same, and setMaxLayer(null) returns
+// to sizing by the tile. Invisible video is paused either way.
 
 const MAX_ROOM_BYTES = 128;
 const MAX_NAME_BYTES = 64;
 const PING_INTERVAL_MS = 20000;
+
+// Simulcast encodings of the camera, lowest first; the server knows the
+// layers by these rids. Chromium drops the top ones by itself when the
+// camera's picture is too small for them.
+const SIMULCAST_ENCODINGS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: 'f', maxBitrate: 1500000 },
+];
+const LAYER_DEBOUNCE_MS = 300; // trackSettings follow tile size changes after this quiet time
+// What the server assumes for a track until we say otherwise.
+const DEFAULT_TRACK_SETTINGS = Object.freeze({ maxLayer: 2, paused: false });
+const LAYER_LABELS = { '-1': 'paused', 0: 'LD', 1: 'SD', 2: 'HD' };
+const LAYER_RIDS = { 0: 'q', 1: 'h', 2: 'f' };
 
 const $ = (id) => document.getElementById(id);
 
@@ -55,6 +81,11 @@ const chorus = {
   camEnabled: true,
   timings: {}, // milliseconds since navigation: start, wsOpen, joined, published, firstRemoteFrame
   session: null,
+  // Simulcast, per received track id (the server's track id):
+  layers: {}, // the layer the server forwards: {layer (-1 paused, 0..2), reason, at (ms since navigation)}
+  trackSettings: {}, // what we last asked for: {maxLayer, paused}
+  maxLayerOverride: null, // 0..2 forces that maximum layer for all received video (URL maxLayer=, setMaxLayer)
+  setMaxLayer: (n) => setMaxLayerOverride(n),
 };
 window.chorus = chorus;
 
@@ -83,6 +114,23 @@ function errText(err) {
 
 function now() {
   return Math.round(performance.now());
+}
+
+// parseLayer reads a simulcast layer (0, 1 or 2); anything else is null.
+function parseLayer(v) {
+  if (v === null || v === undefined || v === '') return null;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 && n <= 2 ? n : null;
+}
+
+// layerForHeight picks the layer for a tile of this height in CSS pixels:
+// up to 240 device pixels the lowest (1/4 of 720p), up to 480 the middle
+// one, above that the full picture.
+function layerForHeight(cssHeight) {
+  const px = cssHeight * (window.devicePixelRatio || 1);
+  if (px <= 240) return 0;
+  if (px <= 480) return 1;
+  return 2;
 }
 
 function randomRoom() {
@@ -140,6 +188,10 @@ class Tile {
     this.avatar = this.el.querySelector('.avatar');
     this.micBadge = this.el.querySelector('.badge-mic-off');
     this.camBadge = this.el.querySelector('.badge-cam-off');
+    this.layerBadge = this.el.querySelector('.layer-badge');
+    this.renderHeight = 0; // CSS pixels, from the ResizeObserver
+    this.inView = true; // from the IntersectionObserver
+    this.settingsTimer = 0;
     this.el.dataset.participantId = id;
     this.el.classList.add(local ? 'local' : 'remote');
     this.video.autoplay = true;
@@ -150,6 +202,11 @@ class Tile {
     this.setName(name);
     ui.grid.appendChild(this.el);
     layoutGrid();
+    if (!local) {
+      tileOfElement.set(this.el, this);
+      tileResizeObserver.observe(this.el);
+      tileViewObserver.observe(this.el);
+    }
     this.refresh();
   }
 
@@ -193,6 +250,73 @@ class Tile {
     this.el.dataset.videoMuted = String(this.videoMuted);
     this.micBadge.hidden = !this.audioMuted;
     this.camBadge.hidden = !this.videoMuted;
+    this.refreshLayerBadge();
+  }
+
+  videoTracks() {
+    return this.stream ? this.stream.getVideoTracks().filter((t) => t.readyState === 'live') : [];
+  }
+
+  // refreshLayerBadge shows the simulcast layer the server forwards for our
+  // video. A publisher that sends a single layer has nothing to choose
+  // from: layer 0 for the reason "best" shows no badge.
+  refreshLayerBadge() {
+    if (this.local) return;
+    const track = this.videoTracks()[0];
+    const info = track && chorus.layers[track.id];
+    const show = !!info && !(info.layer === 0 && info.reason === 'best');
+    this.layerBadge.hidden = !show;
+    if (!show) {
+      delete this.el.dataset.layer;
+      return;
+    }
+    const label = LAYER_LABELS[info.layer] || `L${info.layer}`;
+    this.layerBadge.textContent = label;
+    this.layerBadge.dataset.layer = String(info.layer);
+    this.layerBadge.title = info.layer < 0
+      ? `Video paused (${info.reason})`
+      : `Receiving simulcast layer ${LAYER_RIDS[info.layer] || info.layer} (${info.reason})`;
+    this.el.dataset.layer = String(info.layer);
+  }
+
+  // wantedSettings is what this tile asks the server for: the layer that
+  // fits its size (or the forced one), and a pause while nobody can see it.
+  wantedSettings() {
+    const visible = this.inView && this.renderHeight > 0 && document.visibilityState !== 'hidden';
+    const forced = chorus.maxLayerOverride;
+    return { maxLayer: forced !== null ? forced : layerForHeight(this.renderHeight), paused: !visible };
+  }
+
+  // scheduleSettings sends the tile's wishes after delay ms, unless they
+  // change again meanwhile (then the wait starts over).
+  scheduleSettings(delay = LAYER_DEBOUNCE_MS) {
+    if (this.local) return;
+    clearTimeout(this.settingsTimer);
+    this.settingsTimer = setTimeout(() => this.flushSettings(), delay);
+  }
+
+  // flushSettings sends trackSettings for each of our video tracks whose
+  // wishes differ from what the server already has.
+  flushSettings() {
+    clearTimeout(this.settingsTimer);
+    this.settingsTimer = 0;
+    const session = chorus.session;
+    if (this.local || !session || session.ended) return;
+    const want = this.wantedSettings();
+    for (const track of this.videoTracks()) {
+      const prev = chorus.trackSettings[track.id] || DEFAULT_TRACK_SETTINGS;
+      const msg = { type: 'trackSettings', trackId: track.id };
+      // A paused track keeps its layer: resuming then needs one change only.
+      if (!want.paused && want.maxLayer !== prev.maxLayer) msg.maxLayer = want.maxLayer;
+      if (want.paused !== prev.paused) msg.paused = want.paused;
+      if (msg.maxLayer === undefined && msg.paused === undefined) continue;
+      if (session.sendTrackSettings(msg)) {
+        chorus.trackSettings[track.id] = {
+          maxLayer: msg.maxLayer !== undefined ? msg.maxLayer : prev.maxLayer,
+          paused: want.paused,
+        };
+      }
+    }
   }
 
   play() {
@@ -217,10 +341,50 @@ class Tile {
   }
 
   remove() {
+    clearTimeout(this.settingsTimer);
+    if (!this.local) {
+      tileResizeObserver.unobserve(this.el);
+      tileViewObserver.unobserve(this.el);
+    }
     this.video.srcObject = null;
     this.el.remove();
     layoutGrid();
   }
+}
+
+// Remote tiles follow their size and visibility; each change reaches the
+// server after LAYER_DEBOUNCE_MS of quiet.
+const tileOfElement = new WeakMap();
+const tileResizeObserver = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const tile = tileOfElement.get(e.target);
+    if (!tile) continue;
+    const box = e.borderBoxSize && e.borderBoxSize[0];
+    const h = box ? box.blockSize : e.contentRect.height;
+    if (h === tile.renderHeight) continue;
+    tile.renderHeight = h;
+    tile.scheduleSettings();
+  }
+});
+const tileViewObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const tile = tileOfElement.get(e.target);
+    if (!tile || tile.inView === e.isIntersecting) continue;
+    tile.inView = e.isIntersecting;
+    tile.scheduleSettings();
+  }
+});
+document.addEventListener('visibilitychange', () => {
+  for (const tile of tiles.values()) tile.scheduleSettings();
+});
+
+// setMaxLayerOverride forces a maximum layer (0..2) for all received video,
+// or with null (or anything else) returns to sizing by the tiles. The new
+// wishes are sent at once.
+function setMaxLayerOverride(n) {
+  chorus.maxLayerOverride = parseLayer(n);
+  for (const tile of tiles.values()) tile.flushSettings();
+  return chorus.maxLayerOverride;
 }
 
 // layoutGrid picks the number of columns that makes the 16:9 tiles as large
