@@ -359,8 +359,7 @@ const tileResizeObserver = new ResizeObserver((entries) => {
   for (const e of entries) {
     const tile = tileOfElement.get(e.target);
     if (!tile) continue;
-    const box = e.borderBoxSize && e.borderBoxSize[0];
-    const h = box ? box.blockSize : e.contentRect.height;
+    const h = e.contentRect.height;
     if (h === tile.renderHeight) continue;
     tile.renderHeight = h;
     tile.scheduleSettings();
@@ -497,6 +496,8 @@ class Session {
     this.remoteStreams = new Map(); // participant id -> MediaStream
     this.fatalError = null;
     this.pingTimer = 0;
+    this.settingsSeq = 0;
+    this.settingsIds = new Set(); // ids of our trackSettings messages
   }
 
   start() {
@@ -507,6 +508,8 @@ class Session {
     chorus.participantId = null;
     chorus.participants = {};
     chorus.errors = [];
+    chorus.layers = {};
+    chorus.trackSettings = {};
     chorus.timings = { start: now() };
     setStatus('Connecting…');
     this.media = acquireMedia().then((m) => this.onMedia(m));
@@ -576,6 +579,15 @@ class Session {
     return false;
   }
 
+  // sendTrackSettings sends a trackSettings message with an id, so that an
+  // error it causes can be recognised.
+  sendTrackSettings(msg) {
+    const id = `ts-${++this.settingsSeq}`;
+    if (!this.send({ ...msg, id })) return false;
+    this.settingsIds.add(id);
+    return true;
+  }
+
   // ------------------------------------------------ message handling
 
   async handle(msg) {
@@ -604,6 +616,9 @@ class Session {
         break;
       case 'trackMuted':
         if (msg.track) this.upsertTrack(msg.track);
+        break;
+      case 'layerChanged':
+        this.onLayerChanged(msg);
         break;
       case 'error':
         return this.onServerError(msg);
@@ -638,6 +653,11 @@ class Session {
   onServerError(msg) {
     const entry = { code: msg.code || 'unknown', message: msg.message || '', id: msg.id };
     chorus.errors.push(entry);
+    if (msg.id && this.settingsIds.has(msg.id) && entry.code === 'bad_request') {
+      // trackSettings for a track that went away meanwhile: harmless.
+      console.warn('chorus: trackSettings refused:', entry.message);
+      return;
+    }
     showBanner(`Server error (${entry.code}): ${entry.message || 'no details'}`);
   }
 
@@ -682,6 +702,8 @@ class Session {
   }
 
   removeTrack(track) {
+    delete chorus.layers[track.id];
+    delete chorus.trackSettings[track.id];
     const entry = chorus.participants[track.participantId];
     if (!entry) return;
     delete entry.tracks[track.id];
@@ -706,6 +728,22 @@ class Session {
       tiles.set(pid, tile);
     }
     return tile;
+  }
+
+  // tileOfTrack finds the tile that shows a received track.
+  tileOfTrack(trackId) {
+    for (const tile of tiles.values()) {
+      if (!tile.local && tile.stream && tile.stream.getTrackById(trackId)) return tile;
+    }
+    const pid = this.participantOfTrack(trackId);
+    return pid ? tiles.get(pid) : undefined;
+  }
+
+  onLayerChanged(msg) {
+    if (!msg.trackId || typeof msg.layer !== 'number') return;
+    chorus.layers[msg.trackId] = { layer: msg.layer, reason: msg.reason || '', at: now() };
+    const tile = this.tileOfTrack(msg.trackId);
+    if (tile) tile.refreshLayerBadge();
   }
 
   participantOfTrack(trackId) {
@@ -770,7 +808,12 @@ class Session {
     this.remoteStreams.set(pid, stream);
     const tile = this.remoteTile(pid);
     tile.attach(stream);
-    stream.onaddtrack = () => tile.refresh();
+    // A new track starts with the server's defaults: tell it our wishes now.
+    if (track.kind === 'video') tile.scheduleSettings(0);
+    stream.onaddtrack = (e) => {
+      tile.refresh();
+      if (e.track && e.track.kind === 'video') tile.scheduleSettings(0);
+    };
     stream.onremovetrack = () => {
       if (stream.getTracks().length > 0) {
         tile.refresh();
@@ -871,7 +914,16 @@ class Session {
     const pc = this.newPC('publisher');
     chorus.pcs.publisher = pc;
     for (const track of stream.getTracks()) {
-      pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      const init = { direction: 'sendonly', streams: [stream] };
+      if (track.kind === 'video') {
+        try {
+          pc.addTransceiver(track, { ...init, sendEncodings: SIMULCAST_ENCODINGS.map((e) => ({ ...e })) });
+          continue;
+        } catch (err) {
+          console.warn('chorus: simulcast unavailable, sending a single layer:', errText(err));
+        }
+      }
+      pc.addTransceiver(track, init);
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -1064,6 +1116,7 @@ function init() {
   const params = new URLSearchParams(location.search);
   const room = (params.get('room') || '').trim();
   const name = (params.get('name') || '').trim();
+  chorus.maxLayerOverride = parseLayer(params.get('maxLayer')); // test hook, see the top of this file
   if (room && name && !validate(room, name)) {
     startCall(room, name);
   } else {

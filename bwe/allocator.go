@@ -1,0 +1,117 @@
+package bwe
+
+import "sort"
+
+// Demand is one track a subscriber receives, as the allocator sees it.
+type Demand struct {
+	ID    string
+	Audio bool // audio is never cut
+	// Priority orders video tracks: higher first (screen share above camera).
+	Priority int
+	// Layers are the bitrates of the layers the publisher sends, lowest
+	// first; 0 marks a layer that is not being sent. Audio has one entry.
+	Layers []int
+	// MaxLayer is the subscriber's limit (its requested size), Paused its wish
+	// to receive nothing.
+	MaxLayer int
+	Paused   bool
+}
+
+// Grant is the allocator's decision for one track.
+type Grant struct {
+	ID    string
+	Layer int // -1: paused
+	// Limited says the track got less than it asked for because of bandwidth.
+	Limited bool
+}
+
+// Allocate splits budget (bits per second) across a subscriber's tracks:
+// audio first and never cut; then every video track's lowest layer, by
+// priority, before any track's higher layer; then higher layers one step at
+// a time, by priority, never above a track's MaxLayer. Video tracks whose
+// lowest layer does not fit are paused (Limited).
+func Allocate(budget int, demands []Demand) []Grant {
+	grants := make([]Grant, len(demands))
+	order := make([]int, 0, len(demands))
+	for i, d := range demands {
+		grants[i] = Grant{ID: d.ID, Layer: -1}
+		switch {
+		case d.Audio:
+			grants[i].Layer = 0
+			if len(d.Layers) > 0 {
+				budget -= d.Layers[0]
+			}
+		case !d.Paused:
+			order = append(order, i)
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool { return demands[order[a]].Priority > demands[order[b]].Priority })
+
+	want := func(d Demand) int { // the layer the subscriber would take without limits
+		best := -1
+		for l, r := range d.Layers {
+			if r > 0 && l <= d.MaxLayer {
+				best = l
+			}
+		}
+		if best < 0 { // nothing at or below the limit: the lowest sent layer
+			for l, r := range d.Layers {
+				if r > 0 {
+					return l
+				}
+			}
+		}
+		return best
+	}
+	// round 0: the lowest layer of every track
+	for _, i := range order {
+		d := demands[i]
+		l := lowest(d.Layers)
+		if l < 0 {
+			continue
+		}
+		if d.Layers[l] <= budget {
+			grants[i].Layer = l
+			budget -= d.Layers[l]
+		}
+		grants[i].Limited = grants[i].Layer != want(d)
+	}
+	// later rounds: one step up per track per round, by priority
+	for changed := true; changed; {
+		changed = false
+		for _, i := range order {
+			d := demands[i]
+			cur := grants[i].Layer
+			if cur < 0 || cur >= want(d) {
+				continue
+			}
+			next := cur + 1
+			for next < len(d.Layers) && d.Layers[next] == 0 {
+				next++
+			}
+			if next >= len(d.Layers) || next > want(d) {
+				continue
+			}
+			extra := d.Layers[next] - d.Layers[cur]
+			if extra > budget {
+				continue
+			}
+			budget -= extra
+			grants[i].Layer = next
+			changed = true
+		}
+	}
+	for _, i := range order {
+		grants[i].Limited = grants[i].Layer != want(demands[i])
+	}
+	return grants
+}
+
+func lowest(layers []int) int {
+	for l, r := range layers {
+		if r > 0 {
+			return l
+		}
+	}
+	return -1
+}
