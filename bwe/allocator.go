@@ -115,3 +115,38 @@ func lowest(layers []int) int {
 	}
 	return -1
 }
+
+// NextStep returns the total rate (bits per second) the subscriber would
+// need for the next upgrade the allocation left out (the highest-priority
+// limited track one step up), and the rate the allocation uses now; next is
+// 0 when nothing is limited.
+func NextStep(demands []Demand, grants []Grant) (next, used int) {
+	step := 0
+	for i, d := range demands {
+		g := grants[i]
+		if g.Layer >= 0 && g.Layer < len(d.Layers) {
+			used += d.Layers[g.Layer]
+		}
+	}
+	order := make([]int, 0, len(demands))
+	for i, d := range demands {
+		if !d.Audio && !d.Paused && grants[i].Limited {
+			order = append(order, i)
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool { return demands[order[a]].Priority > demands[order[b]].Priority })
+	for _, i := range order {
+		d, g := demands[i], grants[i]
+		cur := 0
+		if g.Layer >= 0 {
+			cur = d.Layers[g.Layer]
+		}
+		for l := g.Layer + 1; l < len(d.Layers); l++ {
+			if d.Layers[l] > 0 {
+				step = d.Layers[l] - cur
+				return used + step, used
+			}
+		}
+	}
+	return 0, used
+}

@@ -45,3 +45,23 @@ func TestAllocate(t *testing.T) {
 		t.Fatalf("limited flags %+v", gs)
 	}
 }
+
+func TestNextStep(t *testing.T) {
+	ds := []Demand{
+		{ID: "mic", Audio: true, Layers: []int{50_000}},
+		{ID: "a", Layers: []int{150_000, 500_000, 1_500_000}, MaxLayer: 2},
+	}
+	gs := Allocate(400_000, ds)
+	next, used := NextStep(ds, gs)
+	if used != 200_000 || next != 550_000 {
+		t.Fatalf("next %d used %d, want 550000 and 200000", next, used)
+	}
+	gs = Allocate(10_000_000, ds)
+	if next, _ := NextStep(ds, gs); next != 0 {
+		t.Fatalf("nothing limited, yet next step %d", next)
+	}
+	gs = Allocate(100_000, ds) // video paused for bandwidth: the step is its lowest layer
+	if next, used := NextStep(ds, gs); next != 200_000 || used != 50_000 {
+		t.Fatalf("next %d used %d", next, used)
+	}
+}

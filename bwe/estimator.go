@@ -111,6 +111,7 @@ type Estimator struct {
 	receiveRate  float64
 	lastUpdate   time.Time
 	lastDecrease time.Time
+	lastFeedback time.Time
 	state        State
 
 	// probing: the sender pads its flow up to probeRate to test capacity
@@ -146,6 +147,12 @@ type Stats struct {
 func (e *Estimator) Stats() Stats {
 	return Stats{Estimate: int(e.estimate), ReceiveRate: int(e.receiveRate), QueueDelay: e.queueDelay,
 		Loss: e.loss, State: e.state}
+}
+
+// HasFeedback reports whether feedback arrived within the last two seconds:
+// without it (a peer that does not send TWCC) the estimate means nothing.
+func (e *Estimator) HasFeedback(now time.Time) bool {
+	return !e.lastFeedback.IsZero() && now.Sub(e.lastFeedback) < 2*time.Second
 }
 
 // CanProbe reports whether a probe at rate may start now: the path is not
@@ -227,6 +234,8 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	if len(acks)+lost == 0 {
 		return
 	}
+	first := e.lastFeedback.IsZero()
+	e.lastFeedback = now
 	// loss, smoothed over a few reports
 	frac := float64(lost) / float64(len(acks)+lost)
 	e.loss = 0.7*e.loss + 0.3*frac
@@ -242,6 +251,9 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 		} else if span := last.sent.at.Sub(first.sent.at); span >= 5*time.Millisecond {
 			e.receiveRate = float64(bytes*8) / span.Seconds()
 		}
+	}
+	if first && e.receiveRate > e.estimate {
+		e.estimate = e.receiveRate // what already flows is the first evidence
 	}
 	// One-way delays include an unknown (possibly huge) clock offset: only
 	// their excess over the minimum is meaningful.
@@ -302,10 +314,13 @@ func (e *Estimator) update(now time.Time) {
 		e.state = StateHold
 	case e.queueDelay < underuseDelay && e.loss < lowLoss:
 		e.state = StateIncrease
-		e.estimate *= 1 + e.cfg.IncreasePerSecond*min(dt, 0.5)
+		grown := e.estimate * (1 + e.cfg.IncreasePerSecond*min(dt, 0.5))
 		if e.receiveRate > 0 {
-			e.estimate = min(e.estimate, max(e.cfg.Headroom*e.receiveRate, float64(e.cfg.Min)))
+			// grow only up to the headroom over what flows; a small flow
+			// (app-limited) does not lower an estimate either
+			grown = min(grown, max(e.cfg.Headroom*e.receiveRate, float64(e.cfg.Min)))
 		}
+		e.estimate = max(e.estimate, grown)
 	default:
 		e.state = StateHold
 	}

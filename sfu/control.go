@@ -6,6 +6,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/chorus-sfu/chorus/bwe"
 	"github.com/chorus-sfu/chorus/simulcast"
 )
 
@@ -46,9 +47,11 @@ func (p *Participant) SetTrackSettings(trackID string, s TrackSettings) error {
 }
 
 // controlLoop revisits the layer of every video subscription periodically:
-// layers the publisher stops sending are left, and layers it resumes are
-// taken again. It is the one goroutine making this participant's layer
-// decisions besides direct setting changes.
+// it splits the connection's estimated bandwidth across the tracks, leaves
+// layers the publisher stops sending and takes them again when they resume,
+// and probes for capacity when a track gets less than it wants. It is the
+// one goroutine making this participant's layer decisions besides direct
+// setting changes.
 func (p *Participant) controlLoop() {
 	defer p.wg.Done()
 	tick := time.NewTicker(controlInterval)
@@ -58,30 +61,126 @@ func (p *Participant) controlLoop() {
 		case <-p.done:
 			return
 		case now := <-tick.C:
-			p.mu.Lock()
-			subs := make([]*subscription, 0, len(p.subs))
-			for _, s := range p.subs {
-				subs = append(subs, s)
-			}
-			p.mu.Unlock()
-			for _, s := range subs {
-				p.decide(now, s)
-			}
+			p.allocate(now)
 		}
 	}
 }
 
-// decide applies simulcast.Choose to one subscription.
+// allocate runs the bandwidth allocation for all subscriptions at now.
+func (p *Participant) allocate(now time.Time) {
+	p.mu.Lock()
+	subs := make([]*subscription, 0, len(p.subs))
+	for _, s := range p.subs {
+		subs = append(subs, s)
+	}
+	p.mu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	var estimate int
+	var estimated bool
+	p.bw.with(func(e *bwe.Estimator) { estimate, estimated = e.Estimate(), e.HasFeedback(now) })
+	estimated = estimated && p.sfu.cfg.BandwidthAllocation
+
+	demands := make([]bwe.Demand, len(subs))
+	for i, s := range subs {
+		demands[i] = demandOf(s, now)
+	}
+	var grants []bwe.Grant
+	if estimated {
+		grants = bwe.Allocate(estimate, demands)
+		p.log.Debug("bandwidth allocation", "estimate", estimate, "demands", demands, "grants", grants)
+	}
+	p.mu.Lock()
+	for i, s := range subs {
+		s.hasGrant = estimated
+		if estimated {
+			s.grant = grants[i]
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range subs {
+		p.decide(now, s)
+	}
+	if estimated {
+		p.probe(now, subs, demands, grants)
+	}
+}
+
+// demandOf describes a subscription to the allocator.
+func demandOf(s *subscription, now time.Time) bwe.Demand {
+	d := s.down
+	dm := bwe.Demand{ID: d.id, Audio: d.Kind() == webrtc.RTPCodecTypeAudio, Paused: s.paused, MaxLayer: s.maxLayer}
+	if dm.Audio {
+		rate := 0
+		if u := d.src.Layer(0); u != nil {
+			rate = u.Bitrate(now)
+		}
+		dm.Layers = []int{rate}
+		return dm
+	}
+	active := d.src.ActiveLayers(now, layerActiveWindow)
+	dm.Layers = make([]int, MaxLayers)
+	for l, ok := range active {
+		if ok {
+			dm.Layers[l] = max(1, d.src.Layer(l).Bitrate(now))
+		}
+	}
+	return dm
+}
+
+// probe starts a bandwidth probe when a track is held back and the
+// estimator allows one: the busiest down track pads its flow.
+func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.Demand, grants []bwe.Grant) {
+	next, used := bwe.NextStep(demands, grants)
+	if next == 0 {
+		return
+	}
+	extra := 0
+	p.bw.with(func(e *bwe.Estimator) {
+		if e.CanProbe(next, now) {
+			extra = e.StartProbe(next, now) - used
+		}
+	})
+	if extra <= 0 {
+		return
+	}
+	var busiest *DownTrack
+	best := -1
+	for i, s := range subs {
+		if g := grants[i]; g.Layer >= 0 && g.Layer < len(demands[i].Layers) && demands[i].Layers[g.Layer] > best {
+			best, busiest = demands[i].Layers[g.Layer], s.down
+		}
+	}
+	if busiest != nil {
+		busiest.Probe(extra, bwe.ProbeDuration())
+	}
+}
+
+// decide applies simulcast.Choose to one subscription, within the last
+// bandwidth grant.
 func (p *Participant) decide(now time.Time, s *subscription) {
 	d := s.down
 	if d.Kind() != webrtc.RTPCodecTypeVideo {
 		return
 	}
 	p.mu.Lock()
-	maxLayer, paused := s.maxLayer, s.paused
+	maxLayer, paused, grant, hasGrant := s.maxLayer, s.paused, s.grant, s.hasGrant
 	p.mu.Unlock()
+	reason := simulcast.ReasonPreference
+	if hasGrant && grant.Limited && !paused {
+		if grant.Layer < 0 {
+			if !d.paused.Load() || d.Reason() != simulcast.ReasonBandwidth {
+				d.SetTargetLayer(-1, simulcast.ReasonBandwidth)
+			}
+			return
+		}
+		if grant.Layer < maxLayer {
+			maxLayer, reason = grant.Layer, simulcast.ReasonBandwidth
+		}
+	}
 	active := d.src.ActiveLayers(now, layerActiveWindow)
-	c := simulcast.Choose(active[:], maxLayer, simulcast.ReasonPreference, paused, d.CurrentLayer())
+	c := simulcast.Choose(active[:], maxLayer, reason, paused, d.CurrentLayer())
 	if c.Reason == simulcast.ReasonNoMedia {
 		return
 	}

@@ -51,6 +51,7 @@ type DownTrack struct {
 
 	queue chan queued
 	nacks chan []uint16
+	probe chan probeReq
 	done  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
@@ -72,13 +73,17 @@ type DownTrack struct {
 	lastKFAsk     time.Time
 
 	// writer state, owned by the writer goroutine
-	rw        simulcast.Rewriter
-	vp8       simulcast.VP8Munger
-	resync    bool       // packets were lost to the cache: resume at a keyframe
-	hdr       rtp.Header // reused for every write: writers consume it synchronously
-	lastWrite time.Time
-	layerOf   int // layer of the last packet written
-	rtxAt     [256]rtxRecord
+	rw          simulcast.Rewriter
+	vp8         simulcast.VP8Munger
+	resync      bool       // packets were lost to the cache: resume at a keyframe
+	hdr         rtp.Header // reused for every write: writers consume it synchronously
+	lastWrite   time.Time
+	layerOf     int // layer of the last packet written
+	rtxAt       [256]rtxRecord
+	probing     probeReq
+	lastPayload []byte // the payload last written (in the writer's buffer)
+	probeAt     time.Time
+	probeBank   float64 // bytes of padding owed
 
 	packets, dropped, rtx, nackMiss, kfAsks, switches atomic.Uint64
 }
@@ -88,6 +93,23 @@ type queued struct {
 	p       CachedPacket
 	layer   int8
 	switch_ bool // first packet of a new layer: re-anchor the rewriting
+}
+
+// probeReq asks the writer to add rate bits per second of duplicate packets
+// until until, to let the bandwidth estimator test a higher rate.
+type probeReq struct {
+	rate  int
+	until time.Time
+}
+
+// Probe makes the down track send rate bits per second more than its media
+// for d, as duplicates of the packets it forwards (receivers discard them;
+// the estimator sees the delivered rate).
+func (d *DownTrack) Probe(rate int, dur time.Duration) {
+	select {
+	case d.probe <- probeReq{rate: rate, until: time.Now().Add(dur)}:
+	default:
+	}
 }
 
 // rtxRecord remembers when a sequence number was last resent.
@@ -146,6 +168,7 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 		log:           o.Logger.With("track", src.info.ID),
 		queue:         make(chan queued, o.QueueSize),
 		nacks:         make(chan []uint16, 16),
+		probe:         make(chan probeReq, 1),
 		done:          make(chan struct{}),
 		dropThreshold: o.QueueSize / 2,
 		onLayer:       o.OnLayer,
@@ -381,6 +404,8 @@ func (d *DownTrack) writeLoop() {
 			d.forward(q, buf)
 		case seqs := <-d.nacks:
 			d.retransmit(seqs, buf)
+		case p := <-d.probe:
+			d.probing, d.probeAt, d.probeBank = p, time.Now(), 0
 		}
 	}
 }
@@ -428,6 +453,9 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 	}
 	d.lastWrite = now
 	d.send(hdr, buf[:n], &d.packets)
+	if d.probing.rate > 0 {
+		d.pad(now)
+	}
 }
 
 // tsGap is the timestamp advance across a layer switch: the wall-clock
@@ -450,8 +478,31 @@ func (d *DownTrack) send(hdr CachedPacket, payload []byte, counter *atomic.Uint6
 	if d.isVP8 {
 		d.vp8.Munge(payload)
 	}
+	d.lastPayload = payload
 	if d.write(hdr, seq, ts, payload) {
 		counter.Add(1)
+	}
+}
+
+// pad sends duplicates of the packet just written while a probe runs.
+func (d *DownTrack) pad(now time.Time) {
+	if now.After(d.probing.until) {
+		d.probing = probeReq{}
+		return
+	}
+	d.probeBank += float64(d.probing.rate) / 8 * now.Sub(d.probeAt).Seconds()
+	d.probeAt = now
+	size := float64(d.hdr.MarshalSize() + len(d.lastPayload))
+	for i := 0; i < 8 && d.probeBank >= size; i++ {
+		b := d.binding.Load()
+		if b == nil {
+			return
+		}
+		h := d.hdr // the same packet again: a duplicate the receiver drops
+		if _, err := b.writer.WriteRTP(&h, d.lastPayload); err != nil {
+			return
+		}
+		d.probeBank -= size
 	}
 }
 

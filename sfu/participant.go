@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/bwe"
 )
 
 type subscription struct {
@@ -16,6 +18,8 @@ type subscription struct {
 	sender   *webrtc.RTPSender
 	maxLayer int  // the subscriber's limit
 	paused   bool // the subscriber paused the track
+	grant    bwe.Grant
+	hasGrant bool // grant is the bandwidth allocator's last word
 }
 
 // Participant is a room member with up to two PeerConnections: a publisher
@@ -36,6 +40,7 @@ type Participant struct {
 	joinSeq       int // guarded by room.mu
 
 	expected atomic.Int32 // media sections the publisher negotiated
+	bw       *bandwidth   // the subscriber connection's estimator
 
 	mu        sync.Mutex
 	closed    bool
@@ -57,6 +62,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		onJoined:  o.OnJoined,
 		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, subs: map[string]*subscription{},
 		done: make(chan struct{}),
+		bw:   newBandwidth(),
 	}
 	return p
 }
@@ -84,10 +90,16 @@ func (p *Participant) info(tracks []TrackInfo) ParticipantInfo {
 
 // newPC creates one of the participant's PeerConnections. Called with p.mu held.
 func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
+	var est *bandwidth
+	if target == TargetSubscriber {
+		est = p.bw
+	}
+	built := p.sfu.taps.forNext(est)
 	pc, err := p.sfu.api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
 	})
+	built()
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -31,7 +32,12 @@ type Config struct {
 	// KeyframeInterval is the minimum time between keyframe requests sent to
 	// one publisher stream (default 500 ms).
 	KeyframeInterval time.Duration
-	Logger           *slog.Logger
+	// BandwidthAllocation limits each subscriber's simulcast layers to its
+	// estimated bandwidth and probes for more. Experimental: off by default
+	// until it is validated on rate-limited links (the estimate is computed
+	// either way).
+	BandwidthAllocation bool
+	Logger              *slog.Logger
 }
 
 // SFU is the media server: a directory of rooms and the WebRTC API that
@@ -43,6 +49,7 @@ type SFU struct {
 	mux    *ice.MultiUDPMuxDefault
 	codecs []webrtc.RTPCodecParameters
 	rooms  RoomDirectory
+	taps   *tapFactory
 
 	mu     sync.Mutex
 	closed bool
@@ -88,6 +95,16 @@ func New(cfg Config) (*SFU, error) {
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
 		return nil, fmt.Errorf("twcc: %w", err)
 	}
+	// Subscriber connections: transport-wide sequence numbers on what the
+	// SFU sends (the header interceptor, added last, runs first on the way
+	// out) and the tap behind it that feeds the bandwidth estimator.
+	s.taps = &tapFactory{}
+	ir.Add(s.taps)
+	twccExt, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("twcc header extension: %w", err)
+	}
+	ir.Add(twccExt)
 
 	filter := func(ip net.IP) bool { return true }
 	if cfg.UDPIP != "" {

@@ -45,10 +45,15 @@ type UpTrack struct {
 	lastPacket atomic.Int64 // unix nanoseconds of the last packet
 	layer      int          // simulcast layer index, set before ReadLoop starts
 	downs      atomic.Pointer[[]*DownTrack]
-	mu         sync.Mutex // serialises changes of downs, and guards kf and kfTimer
-	kf         keyframeLimiter
-	timer      *time.Timer
-	done       chan struct{}
+	rateMu     sync.Mutex // guards the bitrate meter
+	rateAt     time.Time
+	rateBytes  uint64
+	rate       float64
+
+	mu    sync.Mutex // serialises changes of downs, and guards kf and kfTimer
+	kf    keyframeLimiter
+	timer *time.Timer
+	done  chan struct{}
 
 	packets, bytes, plis, malformed atomic.Uint64
 
@@ -110,6 +115,26 @@ func (t *UpTrack) Info() TrackInfo { return t.info }
 
 // Layer is the stream's simulcast layer index (0 when not simulcast).
 func (t *UpTrack) Layer() int { return t.layer }
+
+// Bitrate is the stream's rate in bits per second, measured over at least
+// half a second up to now.
+func (t *UpTrack) Bitrate(now time.Time) int {
+	t.rateMu.Lock()
+	defer t.rateMu.Unlock()
+	if dt := now.Sub(t.rateAt); dt >= 500*time.Millisecond {
+		b := t.bytes.Load()
+		if !t.rateAt.IsZero() {
+			r := float64(b-t.rateBytes) * 8 / dt.Seconds()
+			if t.rate == 0 {
+				t.rate = r
+			} else {
+				t.rate = 0.5*t.rate + 0.5*r
+			}
+		}
+		t.rateAt, t.rateBytes = now, b
+	}
+	return int(t.rate)
+}
 
 func (t *UpTrack) activeSince(since time.Time) bool {
 	return t.lastPacket.Load() >= since.UnixNano()

@@ -29,6 +29,7 @@ type options struct {
 	udpIP    string
 	nat1to1  string
 	logLevel string
+	bwe      bool
 }
 
 // parseFlags reads flags; every flag also reads CHORUS_<NAME> from the
@@ -52,6 +53,8 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		"restrict media to this local IP (default: every interface, loopback included) (env CHORUS_UDP_IP)")
 	fs.StringVar(&o.nat1to1, "nat-1to1-ips", env("nat-1to1-ips", ""),
 		"comma-separated public IPs advertised for media (env CHORUS_NAT_1TO1_IPS)")
+	fs.BoolVar(&o.bwe, "bwe", env("bwe", "") == "1" || env("bwe", "") == "true",
+		"experimental: limit each subscriber's simulcast layers to its estimated bandwidth (env CHORUS_BWE)")
 	fs.StringVar(&o.logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -76,7 +79,8 @@ func run(args []string, getenv func(string) string) error {
 	if o.nat1to1 != "" {
 		nat = strings.Split(o.nat1to1, ",")
 	}
-	srv, err := server.Start(server.Config{Listen: o.listen, UDPPort: o.udpPort, UDPIP: o.udpIP, NAT1To1IPs: nat, Logger: log})
+	srv, err := server.Start(server.Config{Listen: o.listen, UDPPort: o.udpPort, UDPIP: o.udpIP, NAT1To1IPs: nat,
+		BandwidthAllocation: o.bwe, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,118 @@
+package sfu
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+
+	"github.com/chorus-sfu/chorus/bwe"
+)
+
+// bandwidth is one subscriber connection's estimator behind a lock: packets
+// are reported by every down track's writer, feedback by the RTCP reader,
+// and the control loop reads the estimate.
+type bandwidth struct {
+	mu  sync.Mutex
+	est *bwe.Estimator
+}
+
+func newBandwidth() *bandwidth {
+	return &bandwidth{est: bwe.NewEstimator(bwe.Config{})}
+}
+
+func (b *bandwidth) sent(seq uint16, size int, at time.Time) {
+	b.mu.Lock()
+	b.est.OnPacketSent(seq, size, at)
+	b.mu.Unlock()
+}
+
+func (b *bandwidth) feedback(fb *rtcp.TransportLayerCC, at time.Time) {
+	b.mu.Lock()
+	b.est.OnFeedback(fb, at)
+	b.mu.Unlock()
+}
+
+// with runs f on the estimator with the lock held.
+func (b *bandwidth) with(f func(*bwe.Estimator)) {
+	b.mu.Lock()
+	f(b.est)
+	b.mu.Unlock()
+}
+
+// tapFactory builds the interceptor that feeds a subscriber connection's
+// estimator: it sees each outgoing packet after the transport-wide sequence
+// number was added, and each incoming RTCP packet. pion builds interceptors
+// inside NewPeerConnection without saying for whom, so the factory hands
+// the next PeerConnection's tap the estimator set by forNext.
+type tapFactory struct {
+	mu   sync.Mutex // held from forNext until the PeerConnection is built
+	next *bandwidth
+}
+
+// forNext makes the next built tap feed b; call done once the
+// PeerConnection exists.
+func (f *tapFactory) forNext(b *bandwidth) (done func()) {
+	f.mu.Lock()
+	f.next = b
+	return func() {
+		f.next = nil
+		f.mu.Unlock()
+	}
+}
+
+func (f *tapFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &tap{bw: f.next}, nil // f.mu is held by the PeerConnection's creator
+}
+
+type tap struct {
+	interceptor.NoOp
+	bw *bandwidth // nil: this connection is not estimated
+}
+
+func (t *tap) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if t.bw == nil {
+		return w
+	}
+	var id uint8
+	for _, e := range info.RTPHeaderExtensions {
+		if e.URI == sdp.TransportCCURI {
+			id = uint8(e.ID)
+		}
+	}
+	if id == 0 {
+		return w
+	}
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if ext := h.GetExtension(id); len(ext) >= 2 {
+			t.bw.sent(binary.BigEndian.Uint16(ext), h.MarshalSize()+len(payload)+int(h.PaddingSize), time.Now())
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+func (t *tap) BindRTCPReader(r interceptor.RTCPReader) interceptor.RTCPReader {
+	if t.bw == nil {
+		return r
+	}
+	return interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n, attr, err := r.Read(b, a)
+		if err != nil {
+			return n, attr, err
+		}
+		pkts, perr := rtcp.Unmarshal(b[:n])
+		if perr == nil {
+			now := time.Now()
+			for _, p := range pkts {
+				if fb, ok := p.(*rtcp.TransportLayerCC); ok {
+					t.bw.feedback(fb, now)
+				}
+			}
+		}
+		return n, attr, err
+	})
+}
