@@ -143,8 +143,8 @@ type browser struct {
 }
 
 // newBrowser starts a headless Chromium with fake camera and microphone
-// that the test's cleanup stops.
-func newBrowser(t *testing.T, w *testWriter) *browser {
+// that the test's cleanup stops; extra options (e.g. more flags) come last.
+func newBrowser(t *testing.T, w *testWriter, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	path := chromiumPath(t)
 	opts := []chromedp.ExecAllocatorOption{
@@ -165,6 +165,7 @@ func newBrowser(t *testing.T, w *testWriter) *browser {
 	} {
 		opts = append(opts, chromedp.Flag(f, true))
 	}
+	opts = append(opts, extra...)
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(allocCancel) // kills the browser if the graceful close below did not
 	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(w.logf), chromedp.WithErrorf(w.logf))

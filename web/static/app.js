@@ -39,6 +39,9 @@ const LAYER_RIDS = { 0: 'q', 1: 'h', 2: 'f' };
 
 const $ = (id) => document.getElementById(id);
 
+// The maxLayer test hook from the page's URL (see the top of this file).
+const urlMaxLayer = parseLayer(new URLSearchParams(location.search).get('maxLayer'));
+
 const ui = {
   banner: $('banner'),
   bannerText: $('banner-text'),
@@ -234,9 +237,11 @@ class Tile {
   }
 
   setMuted(audioMuted, videoMuted) {
+    const videoChanged = videoMuted !== this.videoMuted;
     this.audioMuted = audioMuted;
     this.videoMuted = videoMuted;
     this.refresh();
+    if (videoChanged) this.scheduleSettings(0); // camera off: the placeholder hides the video
   }
 
   hasLiveVideo() {
@@ -280,9 +285,10 @@ class Tile {
   }
 
   // wantedSettings is what this tile asks the server for: the layer that
-  // fits its size (or the forced one), and a pause while nobody can see it.
+  // fits its size (or the forced one), and a pause while nobody can see it
+  // (out of view, page hidden, or the camera-off placeholder shown).
   wantedSettings() {
-    const visible = this.inView && this.renderHeight > 0 && document.visibilityState !== 'hidden';
+    const visible = this.inView && this.renderHeight > 0 && !this.videoMuted && document.visibilityState !== 'hidden';
     const forced = chorus.maxLayerOverride;
     return { maxLayer: forced !== null ? forced : layerForHeight(this.renderHeight), paused: !visible };
   }
@@ -376,6 +382,17 @@ const tileViewObserver = new IntersectionObserver((entries) => {
 document.addEventListener('visibilitychange', () => {
   for (const tile of tiles.values()) tile.scheduleSettings();
 });
+
+// The device pixels per tile change with the zoom level or a move to
+// another screen.
+function watchPixelRatio() {
+  const mq = window.matchMedia(`(resolution: ${window.devicePixelRatio}dppx)`);
+  mq.addEventListener('change', () => {
+    for (const tile of tiles.values()) tile.scheduleSettings();
+    watchPixelRatio();
+  }, { once: true });
+}
+watchPixelRatio();
 
 // setMaxLayerOverride forces a maximum layer (0..2) for all received video,
 // or with null (or anything else) returns to sizing by the tiles. The new
@@ -638,8 +655,11 @@ class Session {
     if (self.name !== undefined) chorus.name = self.name;
     setStatus('Connected');
     hideBanner();
-    // The address bar becomes the link that rejoins this room as this person.
-    history.replaceState(null, '', pageURL({ room: this.room, name: this.name }));
+    // The address bar becomes the link that rejoins this room as this person
+    // (keeping the maxLayer test hook, if the page was opened with it).
+    const params = { room: this.room, name: this.name };
+    if (urlMaxLayer !== null) params.maxLayer = String(urlMaxLayer);
+    history.replaceState(null, '', pageURL(params));
     for (const p of msg.participants || []) this.upsertParticipant(p);
     this.ensureSubscriber();
     // Publishing waits for the camera prompt; it must not hold up the
@@ -1116,7 +1136,7 @@ function init() {
   const params = new URLSearchParams(location.search);
   const room = (params.get('room') || '').trim();
   const name = (params.get('name') || '').trim();
-  chorus.maxLayerOverride = parseLayer(params.get('maxLayer')); // test hook, see the top of this file
+  chorus.maxLayerOverride = urlMaxLayer;
   if (room && name && !validate(room, name)) {
     startCall(room, name);
   } else {
