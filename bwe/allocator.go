@@ -29,7 +29,8 @@ type Grant struct {
 // audio first and never cut; then every video track's lowest layer, by
 // priority, before any track's higher layer; then higher layers one step at
 // a time, by priority, never above a track's MaxLayer. Video tracks whose
-// lowest layer does not fit are paused (Limited).
+// lowest layer does not fit are paused (Limited), except that the most
+// important one keeps its lowest layer when nothing else would flow.
 func Allocate(budget int, demands []Demand) []Grant {
 	grants := make([]Grant, len(demands))
 	order := make([]int, 0, len(demands))
@@ -75,6 +76,22 @@ func Allocate(budget int, demands []Demand) []Grant {
 			budget -= d.Layers[l]
 		}
 		grants[i].Limited = grants[i].Layer != want(d)
+	}
+	// Keep the most important video track alive at its lowest layer even
+	// when it does not fit: with no media at all the path could no longer
+	// be measured, and nothing would ever come back.
+	anyVideo := false
+	for _, i := range order {
+		anyVideo = anyVideo || grants[i].Layer >= 0
+	}
+	if !anyVideo {
+		for _, i := range order {
+			if l := lowest(demands[i].Layers); l >= 0 {
+				grants[i].Layer = l
+				budget -= demands[i].Layers[l]
+				break
+			}
+		}
 	}
 	// later rounds: one step up per track per round, by priority
 	for changed := true; changed; {

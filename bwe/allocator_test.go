@@ -28,7 +28,7 @@ func TestAllocate(t *testing.T) {
 		{"lowest layers first", 400_000, []Demand{cam("a", 2), cam("b", 2)}, map[string]int{"a": 0, "b": 0}},
 		{"one step by priority order", 800_000, []Demand{cam("a", 2), cam("b", 2)}, map[string]int{"a": 1, "b": 0}},
 		{"requested maximum", 10_000_000, []Demand{cam("a", 0), cam("b", 1)}, map[string]int{"a": 0, "b": 1}},
-		{"audio is never cut", 10_000, []Demand{audio, cam("a", 2)}, map[string]int{"mic": 0, "a": -1}},
+		{"audio is never cut; one video stays alive", 10_000, []Demand{audio, cam("a", 2)}, map[string]int{"mic": 0, "a": 0}},
 		{"screen share before camera", 500_000, []Demand{cam("a", 2), screen}, map[string]int{"a": 0, "screen": 0}},
 		{"screen share gets the next step", 2_400_000, []Demand{cam("a", 2), screen}, map[string]int{"a": 0, "screen": 2}},
 		{"tracks that do not fit are paused", 200_000, []Demand{cam("a", 2), cam("b", 2)}, map[string]int{"a": 0, "b": -1}},
@@ -60,8 +60,8 @@ func TestNextStep(t *testing.T) {
 	if next, _ := NextStep(ds, gs); next != 0 {
 		t.Fatalf("nothing limited, yet next step %d", next)
 	}
-	gs = Allocate(100_000, ds) // video paused for bandwidth: the step is its lowest layer
-	if next, used := NextStep(ds, gs); next != 200_000 || used != 50_000 {
+	gs = Allocate(100_000, ds) // the video stays alive at its lowest layer
+	if next, used := NextStep(ds, gs); next != 550_000 || used != 200_000 {
 		t.Fatalf("next %d used %d", next, used)
 	}
 }

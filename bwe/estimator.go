@@ -107,6 +107,7 @@ type Estimator struct {
 	mins         []delaySample // increasing-owd deque over baseWindow
 	queueDelay   time.Duration
 	prevDelay    time.Duration
+	reportLoss   float64 // loss fraction of the last report
 	loss         float64
 	receiveRate  float64
 	lastUpdate   time.Time
@@ -236,9 +237,15 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	}
 	first := e.lastFeedback.IsZero()
 	e.lastFeedback = now
-	// loss, smoothed over a few reports
+	// loss: this report's fraction decides (when it covers enough packets:
+	// a smoothed value would keep reacting after the sender has already
+	// slowed down); the smoothed one is for the statistics
 	frac := float64(lost) / float64(len(acks)+lost)
 	e.loss = 0.7*e.loss + 0.3*frac
+	e.reportLoss = 0
+	if len(acks)+lost >= 10 {
+		e.reportLoss = frac
+	}
 
 	if len(acks) >= 2 {
 		first, last := acks[0], acks[len(acks)-1]
@@ -295,7 +302,7 @@ func (e *Estimator) update(now time.Time) {
 	e.prevDelay = e.queueDelay
 	probing := e.probeRate > 0
 	switch {
-	case (e.queueDelay > overuseDelay && rising) || e.loss > highLoss:
+	case (e.queueDelay > overuseDelay && rising) || e.reportLoss > highLoss:
 		e.state = StateDecrease
 		if probing || now.Sub(e.lastDecrease) < decreaseGap {
 			break // a probe's congestion ends the probe, not the media rate
@@ -306,13 +313,14 @@ func (e *Estimator) update(now time.Time) {
 			target = e.receiveRate
 		}
 		factor := 0.85
-		if e.loss > highLoss {
-			factor = min(factor, 1-0.5*e.loss)
+		if e.reportLoss > highLoss {
+			// what got through is the capacity: do not fall far below it
+			factor = max(0.5, min(factor, 1-0.5*e.reportLoss))
 		}
 		e.estimate = target * factor
 	case e.queueDelay > overuseDelay:
 		e.state = StateHold
-	case e.queueDelay < underuseDelay && e.loss < lowLoss:
+	case e.queueDelay < underuseDelay && e.reportLoss < lowLoss:
 		e.state = StateIncrease
 		grown := e.estimate * (1 + e.cfg.IncreasePerSecond*min(dt, 0.5))
 		if e.receiveRate > 0 {

@@ -130,7 +130,7 @@ func demandOf(s *subscription, now time.Time) bwe.Demand {
 }
 
 // probe starts a bandwidth probe when a track is held back and the
-// estimator allows one: the busiest down track pads its flow.
+// estimator allows one: the busiest video down track pads its flow.
 func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.Demand, grants []bwe.Grant) {
 	next, used := bwe.NextStep(demands, grants)
 	if next == 0 {
@@ -148,7 +148,7 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 	var busiest *DownTrack
 	best := -1
 	for i, s := range subs {
-		if g := grants[i]; g.Layer >= 0 && g.Layer < len(demands[i].Layers) && demands[i].Layers[g.Layer] > best {
+		if g := grants[i]; !demands[i].Audio && g.Layer >= 0 && g.Layer < len(demands[i].Layers) && demands[i].Layers[g.Layer] > best {
 			best, busiest = demands[i].Layers[g.Layer], s.down
 		}
 	}

@@ -29,6 +29,7 @@ type DownTrackStats struct {
 	NACKsMissed     uint64 // NACKed packets no longer in the cache
 	KeyframeAsks    uint64 // PLI/FIR received from the subscriber
 	LayerSwitches   uint64
+	PaddingPackets  uint64 // sent to probe for bandwidth
 }
 
 // DownTrack forwards one published track to one subscriber, one simulcast
@@ -73,19 +74,18 @@ type DownTrack struct {
 	lastKFAsk     time.Time
 
 	// writer state, owned by the writer goroutine
-	rw          simulcast.Rewriter
-	vp8         simulcast.VP8Munger
-	resync      bool       // packets were lost to the cache: resume at a keyframe
-	hdr         rtp.Header // reused for every write: writers consume it synchronously
-	lastWrite   time.Time
-	layerOf     int // layer of the last packet written
-	rtxAt       [256]rtxRecord
-	probing     probeReq
-	lastPayload []byte // the payload last written (in the writer's buffer)
-	probeAt     time.Time
-	probeBank   float64 // bytes of padding owed
+	rw        simulcast.Rewriter
+	vp8       simulcast.VP8Munger
+	resync    bool       // packets were lost to the cache: resume at a keyframe
+	hdr       rtp.Header // reused for every write: writers consume it synchronously
+	lastWrite time.Time
+	layerOf   int // layer of the last packet written
+	rtxAt     [256]rtxRecord
+	probing   probeReq
+	probeAt   time.Time
+	probeBank float64 // bytes of padding owed
 
-	packets, dropped, rtx, nackMiss, kfAsks, switches atomic.Uint64
+	packets, dropped, rtx, nackMiss, kfAsks, switches, padded atomic.Uint64
 }
 
 // queued is one packet reference waiting for the writer.
@@ -103,8 +103,7 @@ type probeReq struct {
 }
 
 // Probe makes the down track send rate bits per second more than its media
-// for d, as duplicates of the packets it forwards (receivers discard them;
-// the estimator sees the delivered rate).
+// for dur, as padding-only packets sent along with the media it forwards.
 func (d *DownTrack) Probe(rate int, dur time.Duration) {
 	select {
 	case d.probe <- probeReq{rate: rate, until: time.Now().Add(dur)}:
@@ -281,6 +280,7 @@ func (d *DownTrack) Stats() DownTrackStats {
 	return DownTrackStats{
 		Packets: d.packets.Load(), Dropped: d.dropped.Load(), Retransmissions: d.rtx.Load(),
 		NACKsMissed: d.nackMiss.Load(), KeyframeAsks: d.kfAsks.Load(), LayerSwitches: d.switches.Load(),
+		PaddingPackets: d.padded.Load(),
 	}
 }
 
@@ -319,7 +319,9 @@ func (d *DownTrack) enqueue(layer int, p CachedPacket) {
 		if cur >= 0 {
 			d.switches.Add(1)
 		}
-		d.onLayer(layer, d.Reason())
+		if d.isVideo {
+			d.onLayer(layer, d.Reason())
+		}
 	}
 	if d.waitKey {
 		// After dropped frames the next ones cannot be decoded: resume at a
@@ -478,13 +480,17 @@ func (d *DownTrack) send(hdr CachedPacket, payload []byte, counter *atomic.Uint6
 	if d.isVP8 {
 		d.vp8.Munge(payload)
 	}
-	d.lastPayload = payload
 	if d.write(hdr, seq, ts, payload) {
 		counter.Add(1)
 	}
 }
 
-// pad sends duplicates of the packet just written while a probe runs.
+// paddingSize is the padding of one probe packet (the most RTP allows).
+const paddingSize = 255
+
+// pad sends padding-only packets while a probe runs, inserted into the
+// outgoing sequence (receivers drop them after counting them, which is
+// what the bandwidth estimator needs).
 func (d *DownTrack) pad(now time.Time) {
 	if now.After(d.probing.until) {
 		d.probing = probeReq{}
@@ -492,17 +498,19 @@ func (d *DownTrack) pad(now time.Time) {
 	}
 	d.probeBank += float64(d.probing.rate) / 8 * now.Sub(d.probeAt).Seconds()
 	d.probeAt = now
-	size := float64(d.hdr.MarshalSize() + len(d.lastPayload))
-	for i := 0; i < 8 && d.probeBank >= size; i++ {
-		b := d.binding.Load()
-		if b == nil {
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	for i := 0; i < 32 && d.probeBank >= paddingSize; i++ {
+		seq, ts := d.rw.Insert()
+		d.hdr = rtp.Header{Version: 2, Padding: true, PaddingSize: paddingSize,
+			PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
+		if _, err := b.writer.WriteRTP(&d.hdr, nil); err != nil {
 			return
 		}
-		h := d.hdr // the same packet again: a duplicate the receiver drops
-		if _, err := b.writer.WriteRTP(&h, d.lastPayload); err != nil {
-			return
-		}
-		d.probeBank -= size
+		d.probeBank -= paddingSize + 12
+		d.padded.Add(1)
 	}
 }
 

@@ -213,6 +213,9 @@ func (t *UpTrack) handlePacket(b []byte) {
 		FrameStart:  frameStart || !t.isVideo,
 		Keyframe:    !t.isVideo || (len(r.payload) > 0 && t.isKeyframe(r.payload)),
 	}
+	if t.isVideo && p.Keyframe && frameStart {
+		t.keyframeArrived()
+	}
 	if !t.cache.Put(p, r.payload) {
 		t.malformed.Add(1)
 		return
@@ -276,6 +279,19 @@ func (t *UpTrack) RequestKeyframe() {
 	if send {
 		t.sendPLI()
 	}
+}
+
+// keyframeArrived cancels a deferred keyframe request: the keyframe it
+// would ask for is here.
+func (t *UpTrack) keyframeArrived() {
+	t.mu.Lock()
+	if t.kf.pending {
+		t.kf.pending = false
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+	}
+	t.mu.Unlock()
 }
 
 func (t *UpTrack) fireDeferred() {

@@ -62,14 +62,20 @@ func (s *session) run() {
 	// Messages up to twice the limit are read so that the client is told
 	// why it is closed; larger ones are refused by the WebSocket layer (1009).
 	s.conn.SetReadLimit(2 * MaxMessageSize)
-	s.wg.Add(2)
+	var writer sync.WaitGroup
+	s.wg.Add(1)
+	writer.Add(1)
 	go s.readLoop()
-	go s.writeLoop()
+	go func() {
+		defer writer.Done()
+		s.writeLoop()
+	}()
 	s.loop()
 	s.stop()
 	if s.p != nil {
 		s.p.Close()
 	}
+	writer.Wait()      // the writer flushes what is queued (errors, close frame)
 	_ = s.conn.Close() // unblocks the reader
 	s.wg.Wait()
 }
@@ -110,7 +116,6 @@ func closeFrame(code int, reason string) []byte {
 }
 
 func (s *session) writeLoop() {
-	defer s.wg.Done()
 	ping := time.NewTicker(pingPeriod)
 	defer ping.Stop()
 	for {

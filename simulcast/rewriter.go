@@ -14,7 +14,16 @@ type Rewriter struct {
 	tsOffset  uint32
 	lastSeq   uint16 // last outgoing sequence number
 	lastTS    uint32 // last outgoing timestamp
-	firstSeq  uint16 // first outgoing sequence number of the current source
+	firstSeq  uint16 // first outgoing sequence number of the current segment
+	// earlier segments of the current source, cut by inserted packets
+	segs [8]segment
+	nseg int
+}
+
+// segment is a run of outgoing sequence numbers mapped with one offset.
+type segment struct {
+	first, last uint16
+	offset      uint16
 }
 
 // Started reports whether a first packet has been mapped.
@@ -28,6 +37,7 @@ func (r *Rewriter) Start(seq uint16, ts uint32, outSeq uint16, outTS uint32) {
 	r.lastSeq = outSeq
 	r.lastTS = outTS
 	r.firstSeq = outSeq
+	r.nseg = 0
 }
 
 // SwitchSource re-anchors the translation on a new source stream so that its
@@ -41,6 +51,26 @@ func (r *Rewriter) SwitchSource(seq uint16, ts uint32, tsGap uint32) {
 	r.seqOffset = r.lastSeq + 1 - seq
 	r.tsOffset = r.lastTS + tsGap - ts
 	r.firstSeq = r.lastSeq + 1
+	r.nseg = 0 // the previous source's packets are not mapped back
+}
+
+// Insert takes the next outgoing sequence number for a packet of the
+// SFU's own (padding for a bandwidth probe) and returns it with the last
+// timestamp; the source's following packets continue after it, and NACKs
+// for the inserted number are not mapped.
+func (r *Rewriter) Insert() (uint16, uint32) {
+	if r.lastSeq != r.firstSeq-1 { // close the current segment if not empty
+		if r.nseg == len(r.segs) {
+			copy(r.segs[:], r.segs[1:])
+			r.nseg--
+		}
+		r.segs[r.nseg] = segment{first: r.firstSeq, last: r.lastSeq, offset: r.seqOffset}
+		r.nseg++
+	}
+	r.lastSeq++
+	r.seqOffset++
+	r.firstSeq = r.lastSeq + 1
+	return r.lastSeq, r.lastTS
 }
 
 // Rewrite maps an incoming packet's seq/ts to outgoing values.
@@ -58,10 +88,19 @@ func (r *Rewriter) Rewrite(seq uint16, ts uint32) (uint16, uint32) {
 // source switch are not mapped: they belong to the previous source, and the
 // switch happened on a keyframe that makes them unnecessary.
 func (r *Rewriter) Reverse(outSeq uint16) (uint16, bool) {
-	if !r.started || outSeq-r.firstSeq >= 0x8000 || seqNewer(outSeq, r.lastSeq) {
+	if !r.started || seqNewer(outSeq, r.lastSeq) {
 		return 0, false
 	}
-	return outSeq - r.seqOffset, true
+	if outSeq-r.firstSeq < 0x8000 {
+		return outSeq - r.seqOffset, true
+	}
+	for i := r.nseg - 1; i >= 0; i-- {
+		s := r.segs[i]
+		if outSeq-s.first <= s.last-s.first {
+			return outSeq - s.offset, true
+		}
+	}
+	return 0, false
 }
 
 // seqNewer reports whether a is after b in RTP sequence space (RFC 3550).

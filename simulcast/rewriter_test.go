@@ -44,3 +44,31 @@ func TestRewriterSwitchSourceIsContinuous(t *testing.T) {
 		t.Fatal("switch on a fresh rewriter should start it")
 	}
 }
+
+func TestRewriterInsertKeepsNACKMapping(t *testing.T) {
+	var r Rewriter
+	r.Start(100, 1000, 500, 9000)
+	r.Rewrite(101, 1000) // out 501
+	p1, ts := r.Insert() // out 502: padding
+	if p1 != 502 || ts != 9000 {
+		t.Fatalf("inserted %d/%d", p1, ts)
+	}
+	p2, _ := r.Insert() // out 503
+	if seq, _ := r.Rewrite(102, 1100); seq != 504 {
+		t.Fatalf("media after padding got %d, want 504", seq)
+	}
+	for out, in := range map[uint16]uint16{500: 100, 501: 101, 504: 102} {
+		if got, ok := r.Reverse(out); !ok || got != in {
+			t.Fatalf("reverse %d = %d, %v; want %d", out, got, ok, in)
+		}
+	}
+	for _, pad := range []uint16{p1, p2, 505} {
+		if _, ok := r.Reverse(pad); ok {
+			t.Fatalf("padding or future sequence %d mapped to a media packet", pad)
+		}
+	}
+	r.SwitchSource(7, 7, 1)
+	if _, ok := r.Reverse(500); ok {
+		t.Fatal("previous source still mapped after a switch")
+	}
+}

@@ -92,7 +92,9 @@ func (s *Server) Done() <-chan error { return s.done }
 
 // Close stops accepting, ends every session and closes the media port.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Connections a browser opened without sending a request only count as
+	// idle after 5 s: do not wait that long for them.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	s.sig.Close()
 	err := s.http.Shutdown(ctx)
