@@ -51,8 +51,7 @@ type DownTrack struct {
 	log     *slog.Logger
 
 	queue chan queued
-	nacks chan []uint16
-	probe chan probeReq
+	ctrl  chan ctrlMsg // NACKs and probes, to the writer
 	done  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
@@ -95,6 +94,12 @@ type queued struct {
 	switch_ bool // first packet of a new layer: re-anchor the rewriting
 }
 
+// ctrlMsg is a NACK (seqs) or a probe request for the writer.
+type ctrlMsg struct {
+	nack  []uint16
+	probe probeReq
+}
+
 // probeReq asks the writer to add rate bits per second of duplicate packets
 // until until, to let the bandwidth estimator test a higher rate.
 type probeReq struct {
@@ -106,7 +111,7 @@ type probeReq struct {
 // for dur, as padding-only packets sent along with the media it forwards.
 func (d *DownTrack) Probe(rate int, dur time.Duration) {
 	select {
-	case d.probe <- probeReq{rate: rate, until: time.Now().Add(dur)}:
+	case d.ctrl <- ctrlMsg{probe: probeReq{rate: rate, until: time.Now().Add(dur)}}:
 	default:
 	}
 }
@@ -166,8 +171,7 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 		isVP8:         strings.EqualFold(src.codec.MimeType, MimeVP8),
 		log:           o.Logger.With("track", src.info.ID),
 		queue:         make(chan queued, o.QueueSize),
-		nacks:         make(chan []uint16, 16),
-		probe:         make(chan probeReq, 1),
+		ctrl:          make(chan ctrlMsg, 16),
 		done:          make(chan struct{}),
 		dropThreshold: o.QueueSize / 2,
 		onLayer:       o.OnLayer,
@@ -404,10 +408,17 @@ func (d *DownTrack) writeLoop() {
 			return
 		case q := <-d.queue:
 			d.forward(q, buf)
-		case seqs := <-d.nacks:
-			d.retransmit(seqs, buf)
-		case p := <-d.probe:
-			d.probing, d.probeAt, d.probeBank = p, time.Now(), 0
+			// drain what else is queued with plain receives, cheaper than
+			// another select; control messages wait at most a batch
+			for i := 0; i < 64 && len(d.queue) > 0; i++ {
+				d.forward(<-d.queue, buf)
+			}
+		case m := <-d.ctrl:
+			if m.nack != nil {
+				d.retransmit(m.nack, buf)
+			} else {
+				d.probing, d.probeAt, d.probeBank = m.probe, time.Now(), 0
+			}
 		}
 	}
 }
@@ -575,7 +586,7 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 				seqs = append(seqs, pair.PacketList()...)
 			}
 			select {
-			case d.nacks <- seqs:
+			case d.ctrl <- ctrlMsg{nack: seqs}:
 			case <-d.done:
 			default: // writer is saturated: the subscriber will ask again
 			}
