@@ -80,7 +80,7 @@ func (p *Participant) allocate(now time.Time) {
 	var estimate int
 	var estimated bool
 	p.bw.with(func(e *bwe.Estimator) { estimate, estimated = e.Estimate(), e.HasFeedback(now) })
-	estimated = estimated && p.sfu.cfg.BandwidthAllocation
+	estimated = estimated && !p.sfu.cfg.NoBandwidthAllocation
 
 	demands := make([]bwe.Demand, len(subs))
 	for i, s := range subs {

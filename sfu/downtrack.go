@@ -466,7 +466,9 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 	}
 	d.lastWrite = now
 	d.send(hdr, buf[:n], &d.packets)
-	if d.probing.rate > 0 {
+	if d.probing.rate > 0 && hdr.Marker {
+		// only between frames: a padding packet inside a frame's sequence
+		// range makes the frame unassemblable for the receiver
 		d.pad(now)
 	}
 }

@@ -32,12 +32,11 @@ type Config struct {
 	// KeyframeInterval is the minimum time between keyframe requests sent to
 	// one publisher stream (default 500 ms).
 	KeyframeInterval time.Duration
-	// BandwidthAllocation limits each subscriber's simulcast layers to its
-	// estimated bandwidth and probes for more. Experimental: off by default
-	// until it is validated on rate-limited links (the estimate is computed
-	// either way).
-	BandwidthAllocation bool
-	Logger              *slog.Logger
+	// NoBandwidthAllocation turns off the per-subscriber bandwidth
+	// estimate's say in layer choice (and probing): subscribers then get the
+	// layer they ask for whatever their link.
+	NoBandwidthAllocation bool
+	Logger                *slog.Logger
 }
 
 // SFU is the media server: a directory of rooms and the WebRTC API that

@@ -53,8 +53,8 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		"restrict media to this local IP (default: every interface, loopback included) (env CHORUS_UDP_IP)")
 	fs.StringVar(&o.nat1to1, "nat-1to1-ips", env("nat-1to1-ips", ""),
 		"comma-separated public IPs advertised for media (env CHORUS_NAT_1TO1_IPS)")
-	fs.BoolVar(&o.bwe, "bwe", env("bwe", "") == "1" || env("bwe", "") == "true",
-		"experimental: limit each subscriber's simulcast layers to its estimated bandwidth (env CHORUS_BWE)")
+	fs.BoolVar(&o.bwe, "bwe", env("bwe", "true") != "false" && env("bwe", "true") != "0",
+		"limit each subscriber's simulcast layers to its estimated bandwidth; --bwe=false to turn off (env CHORUS_BWE)")
 	fs.StringVar(&o.logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -80,7 +80,7 @@ func run(args []string, getenv func(string) string) error {
 		nat = strings.Split(o.nat1to1, ",")
 	}
 	srv, err := server.Start(server.Config{Listen: o.listen, UDPPort: o.udpPort, UDPIP: o.udpIP, NAT1To1IPs: nat,
-		BandwidthAllocation: o.bwe, Logger: log})
+		NoBandwidthAllocation: !o.bwe, Logger: log})
 	if err != nil {
 		return err
 	}

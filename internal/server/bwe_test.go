@@ -11,7 +11,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/internal/mediatest"
-	"github.com/chorus-sfu/chorus/internal/server"
 	"github.com/chorus-sfu/chorus/signaling/client"
 )
 
@@ -65,7 +64,7 @@ func (p *policer) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPR
 // while an unconstrained one receives the top layer; when the bottleneck is
 // lifted it returns to the top layer.
 func TestBandwidthDrivesLayers(t *testing.T) {
-	s := startServerWith(t, server.Config{BandwidthAllocation: true})
+	s := startServer(t) // bandwidth allocation is on by default
 	ctx := deadline(t, 90*time.Second)
 	pol := &policer{}
 	pol.rate.Store(400_000)

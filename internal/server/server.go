@@ -28,9 +28,9 @@ type Config struct {
 	// KeyframeInterval is the minimum time between keyframe requests to one
 	// publisher stream (default 500 ms).
 	KeyframeInterval time.Duration
-	// BandwidthAllocation: see sfu.Config (experimental, off by default).
-	BandwidthAllocation bool
-	Logger              *slog.Logger
+	// NoBandwidthAllocation: see sfu.Config.
+	NoBandwidthAllocation bool
+	Logger                *slog.Logger
 }
 
 // Server is a running Chorus server.
@@ -52,7 +52,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: cfg.UDPIP, NAT1To1IPs: cfg.NAT1To1IPs,
-		KeyframeInterval: cfg.KeyframeInterval, BandwidthAllocation: cfg.BandwidthAllocation, Logger: cfg.Logger})
+		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, Logger: cfg.Logger})
 	if err != nil {
 		_ = ln.Close()
 		return nil, err
