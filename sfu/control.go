@@ -37,6 +37,11 @@ func (p *Participant) SetTrackSettings(trackID string, s TrackSettings) error {
 		if s.Paused != nil {
 			sub.paused = *s.Paused
 		}
+		pref := int32(sub.maxLayer)
+		if sub.paused {
+			pref = -1
+		}
+		sub.down.pref.Store(pref)
 	}
 	p.mu.Unlock()
 	if !ok {
@@ -61,7 +66,10 @@ func (p *Participant) controlLoop() {
 		case <-p.done:
 			return
 		case now := <-tick.C:
-			p.allocate(now)
+			if p.canSubscribe {
+				p.allocate(now)
+			}
+			p.savePublisherLayers(now)
 		}
 	}
 }
@@ -186,5 +194,44 @@ func (p *Participant) decide(now time.Time, s *subscription) {
 	}
 	if c.Layer != d.TargetLayer() || (c.Layer < 0) != d.paused.Load() || c.Reason != d.Reason() {
 		d.SetTargetLayer(c.Layer, c.Reason)
+	}
+}
+
+// layerHoldoff: a layer nobody needs is paused at the publisher only after
+// this long, so that resizing a window does not toggle encoders.
+const layerHoldoff = 3 * time.Second
+
+// savePublisherLayers asks this participant to stop sending simulcast
+// layers above the highest one any subscriber may want, and to resume them
+// as soon as someone wants them. The lowest layer is always sent.
+func (p *Participant) savePublisherLayers(now time.Time) {
+	for _, t := range p.Published() {
+		n := t.layerCount()
+		if n < 2 {
+			continue
+		}
+		top := max(0, min(t.neededTop(), MaxLayers-1))
+		switch {
+		case top > t.sentTop: // someone wants more: at once
+			t.unneededFrom = time.Time{}
+		case top < t.sentTop:
+			if t.unneededFrom.IsZero() {
+				t.unneededFrom = now
+			}
+			if now.Sub(t.unneededFrom) < layerHoldoff {
+				continue
+			}
+			t.unneededFrom = time.Time{}
+		default:
+			t.unneededFrom = time.Time{}
+			continue
+		}
+		t.sentTop = top
+		active := make([]bool, MaxLayers)
+		for l := range active {
+			active[l] = l <= top
+		}
+		p.log.Info("publisher layers", "track", t.info.ID, "top", top)
+		p.listener.PublisherLayers(t.Info(), active)
 	}
 }

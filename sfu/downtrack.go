@@ -61,6 +61,7 @@ type DownTrack struct {
 	current atomic.Int32 // layer being forwarded, -1 before the first keyframe
 	target  atomic.Int32 // layer wanted
 	paused  atomic.Bool
+	pref    atomic.Int32           // the subscriber's maximum layer, -1 when it paused the track
 	reason  atomic.Pointer[string] // why the target is what it is
 	onLayer func(layer int, reason string)
 
@@ -181,6 +182,7 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 	}
 	d.current.Store(-1)
 	d.target.Store(int32(o.Layer))
+	d.pref.Store(MaxLayers - 1)
 	reason := simulcast.ReasonBest
 	d.reason.Store(&reason)
 	d.wg.Add(1)

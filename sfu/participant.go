@@ -69,10 +69,8 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 
 // start runs the participant's control loop once it is in the room.
 func (p *Participant) start() {
-	if p.canSubscribe {
-		p.wg.Add(1)
-		go p.controlLoop()
-	}
+	p.wg.Add(1)
+	go p.controlLoop()
 }
 
 // ID is the participant's server-assigned ID.

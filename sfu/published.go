@@ -47,10 +47,37 @@ type PublishedTrack struct {
 	mu     sync.Mutex // guards layers and downs changes
 	layers [MaxLayers]atomic.Pointer[UpTrack]
 	downs  []*DownTrack
+
+	// publisher-side savings, owned by the publisher's control loop
+	sentTop      int       // highest layer the publisher was asked to send
+	unneededFrom time.Time // since when fewer layers would do
 }
 
 func newPublishedTrack(info TrackInfo, codec webrtc.RTPCodecParameters) *PublishedTrack {
-	return &PublishedTrack{info: info, codec: codec}
+	return &PublishedTrack{info: info, codec: codec, sentTop: MaxLayers - 1}
+}
+
+// neededTop is the highest layer any subscriber may want (its maximum, or
+// -1 when it paused the track); -1 without subscribers.
+func (t *PublishedTrack) neededTop() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	top := -1
+	for _, d := range t.downs {
+		top = max(top, int(d.pref.Load()))
+	}
+	return top
+}
+
+// layerCount is the number of layers the publisher sends.
+func (t *PublishedTrack) layerCount() int {
+	n := 0
+	for i := range t.layers {
+		if t.layers[i].Load() != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Info describes the track.

@@ -65,6 +65,10 @@ type Listener interface {
 	// LayerChanged reports the simulcast layer now forwarded to this
 	// participant for a track (-1: none, paused) and why.
 	LayerChanged(trackID string, layer int, reason string)
+	// PublisherLayers asks this participant, as a publisher, to send only
+	// the simulcast layers marked active of one of its tracks (nobody
+	// receives the others).
+	PublisherLayers(track TrackInfo, active []bool)
 }
 
 // NopListener ignores every event; embed it to implement only some.
@@ -78,6 +82,7 @@ func (NopListener) TrackMuted(TrackInfo)              {}
 func (NopListener) SubscriberNegotiationNeeded()      {}
 func (NopListener) ConnectionFailed(Target)           {}
 func (NopListener) LayerChanged(string, int, string)  {}
+func (NopListener) PublisherLayers(TrackInfo, []bool) {}
 
 func newID(prefix string) string {
 	var b [10]byte

@@ -16,7 +16,7 @@ import (
 // (subscriber), candidate, mute, trackSettings, leave, ping. Server to
 // client: joined, answer (publisher), offer (subscriber), candidate,
 // participantJoined, participantLeft, trackPublished, trackUnpublished,
-// trackMuted, layerChanged, error, pong.
+// trackMuted, layerChanged, publisherLayers, error, pong.
 const (
 	TypeJoin              = "join"
 	TypeJoined            = "joined"
@@ -34,6 +34,7 @@ const (
 	TypeTrackMuted        = "trackMuted"
 	TypeTrackSettings     = "trackSettings"
 	TypeLayerChanged      = "layerChanged"
+	TypePublisherLayers   = "publisherLayers"
 	TypeError             = "error"
 )
 
@@ -79,6 +80,7 @@ type Message struct {
 	Paused       *bool                    `json:"paused,omitempty"`
 	Layer        *int                     `json:"layer,omitempty"`
 	Reason       string                   `json:"reason,omitempty"`
+	Active       []bool                   `json:"active,omitempty"`
 	Participant  *Participant             `json:"participant,omitempty"`
 	Participants []Participant            `json:"participants,omitempty"`
 	Track        *Track                   `json:"track,omitempty"`

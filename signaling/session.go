@@ -397,6 +397,11 @@ func (l *sessionListener) LayerChanged(trackID string, layer int, reason string)
 	l.s().send(Message{Type: TypeLayerChanged, TrackID: trackID, Layer: &layer, Reason: reason})
 }
 
+func (l *sessionListener) PublisherLayers(t sfu.TrackInfo, active []bool) {
+	tm := trackMsg(t)
+	l.s().send(Message{Type: TypePublisherLayers, Track: &tm, Active: active})
+}
+
 func (l *sessionListener) SubscriberNegotiationNeeded() {
 	select {
 	case l.negot <- struct{}{}:

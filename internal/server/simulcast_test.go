@@ -155,3 +155,74 @@ func TestSimulcastLayerSelection(t *testing.T) {
 		return false
 	})
 }
+
+// When no subscriber wants the upper layers, the publisher is asked to stop
+// sending them, and to resume as soon as one does.
+func TestPublisherAskedToPauseUnusedLayers(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 60*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks := make([]webrtc.TrackLocal, len(layers))
+	for i, l := range layers {
+		tracks[i] = l.Track
+	}
+	sender, err := pub.c.PublishSimulcast(ctx, tracks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mid string
+	for _, tr := range pub.c.Publisher().GetTransceivers() {
+		if tr.Sender() == sender {
+			mid = tr.Mid()
+		}
+	}
+	var midID, ridID int
+	for _, h := range sender.GetParameters().HeaderExtensions {
+		switch h.URI {
+		case sdp.SDESMidURI:
+			midID = h.ID
+		case sdp.SDESRTPStreamIDURI:
+			ridID = h.ID
+		}
+	}
+	for _, l := range layers {
+		l.SetSimulcastHeader(mid, midID, ridID)
+		go l.ReadRTCP(sender)
+		pump(t, l, 10*time.Millisecond)
+	}
+	v := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	waitLayer(t, ctx, v, 2, 10)
+	layersEvent := func(want []bool) func() bool {
+		return func() bool {
+			return pub.hasEvent(signaling.TypePublisherLayers, func(m signaling.Message) bool {
+				if len(m.Active) != len(want) || m.Track == nil || m.Track.PublisherTrackID != "cam" {
+					return false
+				}
+				for i := range want {
+					if m.Active[i] != want[i] {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
+	zero, two := 0, 2
+	asked := time.Now()
+	if err := sub.c.SetTrackSettings(v.Track.ID(), &zero, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub.wait(ctx, "publisherLayers [q]", layersEvent([]bool{true, false, false}))
+	t.Logf("upper layers paused at the publisher %v after the last subscriber asked for the lowest", time.Since(asked).Round(time.Millisecond))
+	asked = time.Now()
+	if err := sub.c.SetTrackSettings(v.Track.ID(), &two, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub.wait(ctx, "publisherLayers [q h f]", layersEvent([]bool{true, true, true}))
+	t.Logf("resumed %v after a subscriber asked for the top layer", time.Since(asked).Round(time.Millisecond))
+}

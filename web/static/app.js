@@ -74,6 +74,7 @@ const chorus = {
   name: '',
   participantId: null,
   participants: {}, // id -> {id, name, tracks: {trackId: track}} (remote participants)
+  publisherLayers: {}, // own track id -> [q, h, f] active flags the server asked for
   pcs: { publisher: null, subscriber: null },
   localStream: null,
   mediaError: null, // text of the camera/microphone problem, if any
@@ -637,6 +638,8 @@ class Session {
       case 'layerChanged':
         this.onLayerChanged(msg);
         break;
+      case 'publisherLayers':
+        return this.onPublisherLayers(msg);
       case 'error':
         return this.onServerError(msg);
       case 'pong':
@@ -668,6 +671,35 @@ class Session {
       console.error('chorus: publish', err);
       showBanner(`Could not publish your camera and microphone: ${errText(err)}`);
     });
+  }
+
+  // The server says which of our simulcast layers anyone receives: stop
+  // encoding the others (saves upload and CPU) and resume them on request.
+  async onPublisherLayers(msg) {
+    const pc = chorus.pcs.publisher;
+    const trackId = msg.track && msg.track.publisherTrackId;
+    if (!pc || !trackId || !Array.isArray(msg.active)) return;
+    const sender = pc.getSenders().find((s) => s.track && s.track.id === trackId);
+    if (!sender) return;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length < 2) return;
+    let changed = false;
+    for (const enc of params.encodings) {
+      const i = SIMULCAST_ENCODINGS.findIndex((e) => e.rid === enc.rid);
+      if (i < 0 || i >= msg.active.length) continue;
+      const want = !!msg.active[i];
+      if (enc.active !== want) {
+        enc.active = want;
+        changed = true;
+      }
+    }
+    chorus.publisherLayers[trackId] = msg.active.slice();
+    if (!changed) return;
+    try {
+      await sender.setParameters(params);
+    } catch (err) {
+      console.warn('chorus: could not change the sent layers:', errText(err));
+    }
   }
 
   onServerError(msg) {
