@@ -15,6 +15,27 @@ type Demand struct {
 	// to receive nothing.
 	MaxLayer int
 	Paused   bool
+	// Current is the layer forwarded now (-1: none). Moving above it needs
+	// UpgradeMargin of headroom, staying does not: a layer right at the
+	// link's capacity is not taken and dropped over and over.
+	Current int
+}
+
+// UpgradeMargin is the extra fraction of a layer's rate an upgrade to it
+// needs beyond its rate.
+const UpgradeMargin = 0.15
+
+// cost is what granting layer l of d takes from the budget on top of the
+// layer from, margin included when l is above the current layer.
+func cost(d Demand, from, l int) int {
+	c := d.Layers[l]
+	if from >= 0 {
+		c -= d.Layers[from]
+	}
+	if l > d.Current {
+		c += int(float64(d.Layers[l]) * UpgradeMargin)
+	}
+	return c
 }
 
 // Grant is the allocator's decision for one track.
@@ -71,7 +92,7 @@ func Allocate(budget int, demands []Demand) []Grant {
 		if l < 0 {
 			continue
 		}
-		if d.Layers[l] <= budget {
+		if c := cost(d, -1, l); c <= budget {
 			grants[i].Layer = l
 			budget -= d.Layers[l]
 		}
@@ -109,11 +130,10 @@ func Allocate(budget int, demands []Demand) []Grant {
 			if next >= len(d.Layers) || next > want(d) {
 				continue
 			}
-			extra := d.Layers[next] - d.Layers[cur]
-			if extra > budget {
+			if cost(d, cur, next) > budget {
 				continue
 			}
-			budget -= extra
+			budget -= d.Layers[next] - d.Layers[cur]
 			grants[i].Layer = next
 			changed = true
 		}
@@ -161,6 +181,9 @@ func NextStep(demands []Demand, grants []Grant) (next, used int) {
 		for l := g.Layer + 1; l < len(d.Layers); l++ {
 			if d.Layers[l] > 0 {
 				step = d.Layers[l] - cur
+				if l > d.Current {
+					step += int(float64(d.Layers[l]) * UpgradeMargin)
+				}
 				return used + step, used
 			}
 		}

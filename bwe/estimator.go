@@ -59,8 +59,10 @@ const (
 	probeDuration = 500 * time.Millisecond
 	// probeSettle is how long after a probe its feedback is still awaited.
 	probeSettle     = 300 * time.Millisecond
-	minProbeBackoff = 2 * time.Second
-	maxProbeBackoff = 30 * time.Second
+	minProbeBackoff = time.Second
+	// maxProbeBackoff bounds the wait between failed probes: probing does not
+	// move layers, and a short wait finds returning capacity quickly.
+	maxProbeBackoff = 3 * time.Second
 )
 
 type sentPacket struct {
@@ -107,7 +109,7 @@ type Estimator struct {
 	mins         []delaySample // increasing-owd deque over baseWindow
 	queueDelay   time.Duration
 	prevDelay    time.Duration
-	reportLoss   float64 // loss fraction of the last report
+	reportLoss   float64 // loss fraction of the last report (0 when it covers < 10 packets)
 	loss         float64
 	receiveRate  float64
 	lastUpdate   time.Time
@@ -117,7 +119,9 @@ type Estimator struct {
 
 	// probing: the sender pads its flow up to probeRate to test capacity
 	probeRate    float64
-	preProbe     float64 // the estimate when the probe started
+	preProbe     float64   // the estimate when the probe started
+	preProbeOK   bool      // the path was clean when the probe started
+	quietUntil   time.Time // after a failed probe: its queue drains, no delay reactions
 	probeStart   time.Time
 	probeFailed  bool // congestion seen during the probe
 	probeBest    float64
@@ -174,6 +178,7 @@ func (e *Estimator) StartProbe(rate int, now time.Time) int {
 	r := min(float64(rate), 2*e.estimate)
 	e.probeRate, e.probeStart, e.probeFailed, e.probeBest = r, now, false, 0
 	e.preProbe = e.estimate
+	e.preProbeOK = e.loss < lowLoss && e.queueDelay < underuseDelay
 	return int(r)
 }
 
@@ -209,8 +214,11 @@ func (e *Estimator) endProbe(now time.Time) {
 		e.nextProbe = now
 	} else {
 		// the congestion was the probe's own doing: the media rate before
-		// it was fine
-		e.estimate = max(e.estimate, e.preProbe)
+		// it was fine, and the queue it built drains for a while
+		if e.preProbeOK {
+			e.estimate = max(e.estimate, e.preProbe)
+			e.quietUntil = now.Add(time.Second)
+		}
 		e.probeBackoff = min(maxProbeBackoff, max(minProbeBackoff, 2*e.probeBackoff))
 		e.nextProbe = now.Add(e.probeBackoff)
 		e.lastFailed = e.probeRate
@@ -237,8 +245,8 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	}
 	first := e.lastFeedback.IsZero()
 	e.lastFeedback = now
-	// loss: this report's fraction decides (when it covers enough packets:
-	// a smoothed value would keep reacting after the sender has already
+	// loss: this report's fraction decides when it covers enough packets (a
+	// smoothed value would keep reacting after the sender has already
 	// slowed down); the smoothed one is for the statistics
 	frac := float64(lost) / float64(len(acks)+lost)
 	e.loss = 0.7*e.loss + 0.3*frac
@@ -304,7 +312,8 @@ func (e *Estimator) update(now time.Time) {
 	switch {
 	case (e.queueDelay > overuseDelay && rising) || e.reportLoss > highLoss:
 		e.state = StateDecrease
-		if probing || now.Sub(e.lastDecrease) < decreaseGap {
+		if probing || now.Sub(e.lastDecrease) < decreaseGap ||
+			(now.Before(e.quietUntil) && e.reportLoss <= highLoss) {
 			break // a probe's congestion ends the probe, not the media rate
 		}
 		e.lastDecrease = now

@@ -118,7 +118,8 @@ func (p *Participant) allocate(now time.Time) {
 // demandOf describes a subscription to the allocator.
 func demandOf(s *subscription, now time.Time) bwe.Demand {
 	d := s.down
-	dm := bwe.Demand{ID: d.id, Audio: d.Kind() == webrtc.RTPCodecTypeAudio, Paused: s.paused, MaxLayer: s.maxLayer}
+	dm := bwe.Demand{ID: d.id, Audio: d.Kind() == webrtc.RTPCodecTypeAudio, Paused: s.paused, MaxLayer: s.maxLayer,
+		Current: d.CurrentLayer()}
 	if dm.Audio {
 		rate := 0
 		if u := d.src.Layer(0); u != nil {
@@ -234,4 +235,11 @@ func (p *Participant) savePublisherLayers(now time.Time) {
 		p.log.Info("publisher layers", "track", t.info.ID, "top", top)
 		p.listener.PublisherLayers(t.Info(), active)
 	}
+}
+
+// BandwidthStats is the subscriber connection's bandwidth estimate.
+func (p *Participant) BandwidthStats() bwe.Stats {
+	var st bwe.Stats
+	p.bw.with(func(e *bwe.Estimator) { st = e.Stats() })
+	return st
 }

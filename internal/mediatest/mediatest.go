@@ -219,7 +219,8 @@ type Sink struct {
 	latencies  []time.Duration
 	seqs       []uint16
 	timestamps []uint32
-	frames     []uint32      // frame indices in arrival order
+	frames     []uint32 // frame indices in arrival order
+	arrivals   []time.Time
 	cond       chan struct{} // closed and replaced on every packet
 }
 
@@ -254,6 +255,7 @@ func (s *Sink) read() {
 		}
 		s.seqs = append(s.seqs, p.SequenceNumber)
 		s.frames = append(s.frames, idx)
+		s.arrivals = append(s.arrivals, time.Now())
 		s.timestamps = append(s.timestamps, p.Timestamp)
 		close(s.cond)
 		s.cond = make(chan struct{})
@@ -287,6 +289,14 @@ func (s *Sink) Frames() []uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]uint32(nil), s.frames...)
+}
+
+// Arrivals returns the arrival time of each packet, in arrival order (the
+// same order as Frames).
+func (s *Sink) Arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.arrivals...)
 }
 
 // Timestamps returns the RTP timestamps received, in arrival order.

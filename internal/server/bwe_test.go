@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,4 +123,142 @@ func TestBandwidthDrivesLayers(t *testing.T) {
 	lifted := time.Now()
 	waitLayer(t, ctx, cv, 2, 50)
 	t.Logf("top layer %v after lifting the cap", time.Since(lifted).Round(time.Millisecond))
+}
+
+// BenchmarkAdaptationTimeline runs the simulcast issue's scenario once per
+// iteration: three layers published; a subscriber link capped at 2 Mbit/s,
+// lowered to 600 kbit/s, then uncapped. It reports the time to downgrade,
+// the time back to the top layer, the longest gap between received frames
+// and the keyframe requests sent upstream, and logs the estimate over time.
+//
+//	go test ./internal/server -run '^$' -bench AdaptationTimeline -benchtime 1x -v
+func BenchmarkAdaptationTimeline(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		adaptationTimeline(b)
+	}
+}
+
+func adaptationTimeline(b *testing.B) {
+	s := startServer(b)
+	ctx := deadline(b, 3*time.Minute)
+	pol := &policer{}
+	pol.rate.Store(2_000_000)
+	api, err := client.NewAPI(func(ir *interceptor.Registry, _ *webrtc.SettingEngine) { ir.Add(pol) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub := newPeer(b, s, "room", "sub", api)
+	pub := newPeer(b, s, "room", "pub", nil)
+	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, 1000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tracks := make([]webrtc.TrackLocal, len(layers))
+	for i, l := range layers {
+		tracks[i] = l.Track
+	}
+	sender, err := pub.c.PublishSimulcast(ctx, tracks...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mid string
+	for _, tr := range pub.c.Publisher().GetTransceivers() {
+		if tr.Sender() == sender {
+			mid = tr.Mid()
+		}
+	}
+	var midID, ridID int
+	for _, h := range sender.GetParameters().HeaderExtensions {
+		switch h.URI {
+		case sdp.SDESMidURI:
+			midID = h.ID
+		case sdp.SDESRTPStreamIDURI:
+			ridID = h.ID
+		}
+	}
+	for i, every := range []time.Duration{40 * time.Millisecond, 13 * time.Millisecond, 5 * time.Millisecond} {
+		layers[i].SetSimulcastHeader(mid, midID, ridID)
+		go layers[i].ReadRTCP(sender)
+		pump(b, layers[i], every)
+	}
+	v := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	r, _ := s.SFU().Rooms().Get("room")
+	sp, _ := r.FindParticipant("sub")
+
+	stop := make(chan struct{})
+	var timeline []string
+	var tlMu sync.Mutex
+	start := time.Now()
+	go func() { // the estimate over time
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				st := sp.BandwidthStats()
+				fs := v.Frames()
+				layer := -1
+				if len(fs) > 0 {
+					layer = layerOf(fs[len(fs)-1])
+				}
+				tlMu.Lock()
+				timeline = append(timeline, fmt.Sprintf("%5.1fs cap %5d kbit/s estimate %5d kbit/s layer %d queue %v loss %.2f",
+					time.Since(start).Seconds(), pol.rate.Load()/1000, st.Estimate/1000, layer,
+					st.QueueDelay.Round(time.Millisecond), st.Loss))
+				tlMu.Unlock()
+			}
+		}
+	}()
+	plis := func() int {
+		n := 0
+		for _, l := range layers {
+			n += l.PLIs()
+		}
+		return n
+	}
+	waitLayerTB(b, ctx, v, 2, 100) // settled on the top layer at 2 Mbit/s
+	settled := time.Since(start)
+	plisBefore := plis()
+	firstGapCheck := len(v.Frames())
+
+	pol.rate.Store(600_000)
+	lowered := time.Now()
+	waitLayerTB(b, ctx, v, 1, 20)
+	down := time.Since(lowered)
+	waitFor(ctx, 10*time.Second)
+
+	pol.rate.Store(0)
+	uncapped := time.Now()
+	waitLayerTB(b, ctx, v, 2, 50)
+	up := time.Since(uncapped)
+	close(stop)
+
+	arr := v.Arrivals()[firstGapCheck:]
+	var gap time.Duration
+	for i := 1; i < len(arr); i++ {
+		gap = max(gap, arr[i].Sub(arr[i-1]))
+	}
+	b.ReportMetric(down.Seconds(), "s-to-downgrade")
+	b.ReportMetric(up.Seconds(), "s-to-top-again")
+	b.ReportMetric(float64(gap.Milliseconds()), "ms-longest-gap")
+	b.ReportMetric(float64(plis()-plisBefore), "keyframe-requests")
+	tlMu.Lock()
+	b.Logf("top layer at 2 Mbit/s after %v; down %v after lowering to 600 kbit/s; top again %v after uncapping; longest gap %v; %d keyframe requests upstream",
+		settled.Round(time.Millisecond), down.Round(time.Millisecond), up.Round(time.Millisecond), gap, plis()-plisBefore)
+	for _, l := range timeline {
+		b.Log(l)
+	}
+	tlMu.Unlock()
+}
+
+// waitFor lets time pass (the steady phase of a timeline), bounded by ctx.
+func waitFor(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }

@@ -18,6 +18,11 @@ func layerOf(idx uint32) int { return int(idx / mediatest.LayerIndexBase) }
 // waitLayer waits until the last n frames received came from layer.
 func waitLayer(t *testing.T, ctx context.Context, sk *mediatest.Sink, layer, n int) {
 	t.Helper()
+	waitLayerTB(t, ctx, sk, layer, n)
+}
+
+func waitLayerTB(t testing.TB, ctx context.Context, sk *mediatest.Sink, layer, n int) {
+	t.Helper()
 	for {
 		fs := sk.Frames()
 		run := 0
