@@ -120,6 +120,9 @@ func demandOf(s *subscription, now time.Time) bwe.Demand {
 	d := s.down
 	dm := bwe.Demand{ID: d.id, Audio: d.Kind() == webrtc.RTPCodecTypeAudio, Paused: s.paused, MaxLayer: s.maxLayer,
 		Current: d.CurrentLayer()}
+	if d.src.info.Source == SourceScreen {
+		dm.Priority = 1 // screen share before camera
+	}
 	if dm.Audio {
 		rate := 0
 		if u := d.src.Layer(0); u != nil {

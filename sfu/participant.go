@@ -47,7 +47,8 @@ type Participant struct {
 	pub, sub  *webrtc.PeerConnection
 	published map[string]*PublishedTrack // by track ID
 	byRecv    map[*webrtc.RTPReceiver]*PublishedTrack
-	muted     map[string]bool // by publisher track ID, for tracks not yet arrived
+	muted     map[string]bool   // by publisher track ID, for tracks not yet arrived
+	sources   map[string]string // by publisher track ID: what the track shows
 	subs      map[string]*subscription
 	wg        sync.WaitGroup
 	done      chan struct{} // closed by Close: stops the control loop
@@ -60,7 +61,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		log:        s.log.With("room", r.name, "participant", id, "name", o.Name),
 		canPublish: o.Publish, canSubscribe: o.Subscribe, autoSubscribe: o.AutoSubscribe && o.Subscribe,
 		onJoined:  o.OnJoined,
-		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, subs: map[string]*subscription{},
+		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, sources: map[string]string{}, subs: map[string]*subscription{},
 		done: make(chan struct{}),
 		bw:   newBandwidth(),
 	}
@@ -295,6 +296,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		info := TrackInfo{
 			ID: newID("TR"), ParticipantID: p.id, Kind: remote.Kind(),
 			MimeType: remote.Codec().MimeType, PublisherTrackID: remote.ID(),
+			Source: p.sources[remote.ID()],
 		}
 		pt = newPublishedTrack(info, remote.Codec())
 		pt.muted.Store(p.muted[remote.ID()])
@@ -437,6 +439,22 @@ func (p *Participant) unsubscribe(t *PublishedTrack) {
 		}
 	}
 	s.down.Close()
+}
+
+// SetTrackSources records what the participant's tracks show (by its own
+// track IDs), for tracks it is about to publish. Unknown sources are
+// ignored.
+func (p *Participant) SetTrackSources(sources map[string]string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, src := range sources {
+		switch src {
+		case SourceCamera, SourceScreen, SourceMicrophone:
+			if len(p.sources) < 64 {
+				p.sources[id] = src
+			}
+		}
+	}
 }
 
 // SetTrackMuted records that the participant muted or unmuted one of its own

@@ -30,7 +30,17 @@ type TrackInfo struct {
 	// that a publisher can refer to its tracks by the id it knows.
 	PublisherTrackID string
 	Muted            bool
+	// Source is what the track shows: SourceCamera, SourceScreen,
+	// SourceMicrophone, or "" when the publisher did not say.
+	Source string
 }
+
+// Track sources a publisher may declare.
+const (
+	SourceCamera     = "camera"
+	SourceScreen     = "screen"
+	SourceMicrophone = "microphone"
+)
 
 // ParticipantInfo describes a room member.
 type ParticipantInfo struct {

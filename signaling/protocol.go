@@ -68,24 +68,27 @@ const (
 type Message struct {
 	Type string `json:"type"`
 	// ID is an optional client-chosen request id, echoed in the reply or error.
-	ID           string                   `json:"id,omitempty"`
-	Room         string                   `json:"room,omitempty"`
-	Name         string                   `json:"name,omitempty"`
-	Target       string                   `json:"target,omitempty"`
-	SDP          string                   `json:"sdp,omitempty"`
-	Candidate    *webrtc.ICECandidateInit `json:"candidate,omitempty"`
-	TrackID      string                   `json:"trackId,omitempty"`
-	Muted        *bool                    `json:"muted,omitempty"`
-	MaxLayer     *int                     `json:"maxLayer,omitempty"`
-	Paused       *bool                    `json:"paused,omitempty"`
-	Layer        *int                     `json:"layer,omitempty"`
-	Reason       string                   `json:"reason,omitempty"`
-	Active       []bool                   `json:"active,omitempty"`
-	Participant  *Participant             `json:"participant,omitempty"`
-	Participants []Participant            `json:"participants,omitempty"`
-	Track        *Track                   `json:"track,omitempty"`
-	Code         string                   `json:"code,omitempty"`
-	Message      string                   `json:"message,omitempty"`
+	ID        string                   `json:"id,omitempty"`
+	Room      string                   `json:"room,omitempty"`
+	Name      string                   `json:"name,omitempty"`
+	Target    string                   `json:"target,omitempty"`
+	SDP       string                   `json:"sdp,omitempty"`
+	Candidate *webrtc.ICECandidateInit `json:"candidate,omitempty"`
+	TrackID   string                   `json:"trackId,omitempty"`
+	Muted     *bool                    `json:"muted,omitempty"`
+	MaxLayer  *int                     `json:"maxLayer,omitempty"`
+	Paused    *bool                    `json:"paused,omitempty"`
+	Layer     *int                     `json:"layer,omitempty"`
+	Reason    string                   `json:"reason,omitempty"`
+	Active    []bool                   `json:"active,omitempty"`
+	// Sources, on a publisher offer, says what each track shows, by the
+	// client's track id: "camera", "screen" or "microphone".
+	Sources      map[string]string `json:"sources,omitempty"`
+	Participant  *Participant      `json:"participant,omitempty"`
+	Participants []Participant     `json:"participants,omitempty"`
+	Track        *Track            `json:"track,omitempty"`
+	Code         string            `json:"code,omitempty"`
+	Message      string            `json:"message,omitempty"`
 }
 
 // Participant describes a room member.
@@ -103,6 +106,7 @@ type Track struct {
 	Kind          string `json:"kind"`  // "audio" or "video"
 	Codec         string `json:"codec"` // MIME type, e.g. "video/VP8"
 	Muted         bool   `json:"muted"`
+	Source        string `json:"source,omitempty"` // "camera", "screen", "microphone" or empty
 	// PublisherTrackID is the id the publisher gave the track in its SDP.
 	PublisherTrackID string `json:"publisherTrackId,omitempty"`
 }
@@ -152,6 +156,9 @@ func Decode(data []byte) (Message, error) {
 		}
 		if err := checkTarget(m); err != nil {
 			return m, err
+		}
+		if len(m.Sources) > 64 {
+			return m, protoErr(CodeBadRequest, "at most 64 sources")
 		}
 	case TypeCandidate:
 		if m.Candidate == nil {

@@ -264,6 +264,9 @@ func (s *session) handle(m Message) bool {
 			s.sendError(m.ID, protoErr(CodeBadRequest, "the server makes subscriber offers; offer target must be publisher"))
 			return true
 		}
+		if len(m.Sources) > 0 {
+			s.p.SetTrackSources(m.Sources)
+		}
 		ans, err := s.p.HandlePublisherOffer(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP})
 		if err != nil {
 			s.sendError(m.ID, err)
@@ -360,7 +363,7 @@ func participantMsg(p sfu.ParticipantInfo) Participant {
 
 func trackMsg(t sfu.TrackInfo) Track {
 	return Track{ID: t.ID, ParticipantID: t.ParticipantID, Kind: t.Kind.String(), Codec: t.MimeType,
-		Muted: t.Muted, PublisherTrackID: t.PublisherTrackID}
+		Muted: t.Muted, PublisherTrackID: t.PublisherTrackID, Source: t.Source}
 }
 
 // sessionListener turns sfu events into messages. Its methods never block.

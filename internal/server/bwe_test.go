@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/internal/mediatest"
+	"github.com/chorus-sfu/chorus/signaling"
 	"github.com/chorus-sfu/chorus/signaling/client"
 )
 
@@ -260,5 +261,57 @@ func waitFor(ctx context.Context, d time.Duration) {
 	select {
 	case <-t.C:
 	case <-ctx.Done():
+	}
+}
+
+// With bandwidth for only one video, a screen share is kept and the camera
+// paused; the subscriber is told why.
+func TestScreenShareBeforeCamera(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 60*time.Second)
+	pol := &policer{}
+	pol.rate.Store(450_000)
+	api, err := client.NewAPI(func(ir *interceptor.Registry, _ *webrtc.SettingEngine) { ir.Add(pol) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := newPeer(t, s, "room", "sub", api)
+	pub := newPeer(t, s, "room", "pub", nil)
+	cam, screen := videoSource(t, "cam"), videoSource(t, "screen")
+	pub.c.SetSource(cam.Track.ID(), "camera")
+	pub.c.SetSource(screen.Track.ID(), "screen")
+	pub.publish(ctx, cam, screen)
+	pump(t, cam, 30*time.Millisecond)    // about 270 kbit/s
+	pump(t, screen, 30*time.Millisecond) // about 270 kbit/s
+	var screenID, camID string
+	sub.wait(ctx, "trackPublished with sources", func() bool {
+		for _, e := range sub.events {
+			if e.Type == signaling.TypeTrackPublished && e.Track != nil {
+				switch e.Track.Source {
+				case "screen":
+					screenID = e.Track.ID
+				case "camera":
+					camID = e.Track.ID
+				}
+			}
+		}
+		return screenID != "" && camID != ""
+	})
+	sub.wait(ctx, "camera paused for bandwidth", func() bool { return sub.layerEvent(camID, -1, "bandwidth") })
+	sub.mu.Lock()
+	screenPaused := sub.layerEvent(screenID, -1, "")
+	sub.mu.Unlock()
+	if screenPaused {
+		t.Fatal("the screen share was paused before the camera")
+	}
+	sk := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	for _, x := range sub.sinks {
+		if x.Track.ID() == screenID {
+			sk = x
+		}
+	}
+	n := sk.Count()
+	if err := sk.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > n+20 }); err != nil {
+		t.Fatal("the screen share stopped")
 	}
 }

@@ -71,6 +71,7 @@ type Client struct {
 	// candidates wait until the description they belong to has been sent
 	sdpSent  map[string]bool
 	pendingC map[string][]webrtc.ICECandidateInit
+	sources  map[string]string
 	waiters  map[string]chan signaling.Message // by request id
 	nextID   int
 	self     signaling.Participant
@@ -226,6 +227,17 @@ func (c *Client) SetTrackSettings(trackID string, maxLayer *int, paused *bool) e
 	return c.Send(signaling.Message{Type: signaling.TypeTrackSettings, TrackID: trackID, MaxLayer: maxLayer, Paused: paused})
 }
 
+// SetSource declares what a track about to be published shows ("camera",
+// "screen", "microphone"); it is sent with the next publisher offer.
+func (c *Client) SetSource(trackID, source string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sources == nil {
+		c.sources = map[string]string{}
+	}
+	c.sources[trackID] = source
+}
+
 // Unpublish stops sending the tracks of senders and renegotiates.
 func (c *Client) Unpublish(ctx context.Context, senders ...*webrtc.RTPSender) error {
 	pc := c.Publisher()
@@ -248,7 +260,11 @@ func (c *Client) negotiatePublisher(ctx context.Context, pc *webrtc.PeerConnecti
 	if err := pc.SetLocalDescription(offer); err != nil {
 		return err
 	}
-	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeOffer, Target: signaling.TargetPublisher, SDP: offer.SDP})
+	c.mu.Lock()
+	sources := c.sources
+	c.mu.Unlock()
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeOffer, Target: signaling.TargetPublisher,
+		SDP: offer.SDP, Sources: sources})
 	if err != nil {
 		return err
 	}
