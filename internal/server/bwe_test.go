@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/chorus-sfu/chorus/internal/mediatest"
 	"github.com/chorus-sfu/chorus/signaling"
 	"github.com/chorus-sfu/chorus/signaling/client"
 )
@@ -79,39 +77,8 @@ func TestBandwidthDrivesLayers(t *testing.T) {
 	capped := newPeer(t, s, "room", "capped", api)
 	pub := newPeer(t, s, "room", "pub", nil)
 
-	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracks := make([]webrtc.TrackLocal, len(layers))
-	for i, l := range layers {
-		tracks[i] = l.Track
-	}
-	sender, err := pub.c.PublishSimulcast(ctx, tracks...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mid string
-	for _, tr := range pub.c.Publisher().GetTransceivers() {
-		if tr.Sender() == sender {
-			mid = tr.Mid()
-		}
-	}
-	var midID, ridID int
-	for _, h := range sender.GetParameters().HeaderExtensions {
-		switch h.URI {
-		case sdp.SDESMidURI:
-			midID = h.ID
-		case sdp.SDESRTPStreamIDURI:
-			ridID = h.ID
-		}
-	}
 	// about 200 kbit/s, 600 kbit/s and 1.6 Mbit/s
-	for i, every := range []time.Duration{40 * time.Millisecond, 13 * time.Millisecond, 5 * time.Millisecond} {
-		layers[i].SetSimulcastHeader(mid, midID, ridID)
-		go layers[i].ReadRTCP(sender)
-		pump(t, layers[i], every)
-	}
+	pub.publishSimulcast(ctx, 1000, [3]time.Duration{40 * time.Millisecond, 13 * time.Millisecond, 5 * time.Millisecond})
 
 	fv := free.sink(ctx, webrtc.RTPCodecTypeVideo, "")
 	cv := capped.sink(ctx, webrtc.RTPCodecTypeVideo, "")
@@ -150,38 +117,7 @@ func adaptationTimeline(b *testing.B) {
 	}
 	sub := newPeer(b, s, "room", "sub", api)
 	pub := newPeer(b, s, "room", "pub", nil)
-	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, 1000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tracks := make([]webrtc.TrackLocal, len(layers))
-	for i, l := range layers {
-		tracks[i] = l.Track
-	}
-	sender, err := pub.c.PublishSimulcast(ctx, tracks...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var mid string
-	for _, tr := range pub.c.Publisher().GetTransceivers() {
-		if tr.Sender() == sender {
-			mid = tr.Mid()
-		}
-	}
-	var midID, ridID int
-	for _, h := range sender.GetParameters().HeaderExtensions {
-		switch h.URI {
-		case sdp.SDESMidURI:
-			midID = h.ID
-		case sdp.SDESRTPStreamIDURI:
-			ridID = h.ID
-		}
-	}
-	for i, every := range []time.Duration{40 * time.Millisecond, 13 * time.Millisecond, 5 * time.Millisecond} {
-		layers[i].SetSimulcastHeader(mid, midID, ridID)
-		go layers[i].ReadRTCP(sender)
-		pump(b, layers[i], every)
-	}
+	layers, _ := pub.publishSimulcast(ctx, 1000, [3]time.Duration{40 * time.Millisecond, 13 * time.Millisecond, 5 * time.Millisecond})
 	v := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
 	r, _ := s.SFU().Rooms().Get("room")
 	sp, _ := r.FindParticipant("sub")

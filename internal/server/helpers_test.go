@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
@@ -242,4 +243,51 @@ func writeN(t testing.TB, src *mediatest.Source, n int, interval time.Duration) 
 		<-tick.C
 	}
 	return first
+}
+
+// publishSimulcast publishes three VP8 layers (rids q, h, f) of one track
+// "cam" from p, each pumped at its interval with packets of size bytes; the
+// layers' frame numbers tell them apart (mediatest.LayerIndexBase). It
+// returns the sources and the functions that stop each layer's pump.
+func (p *peer) publishSimulcast(ctx context.Context, size int, every [3]time.Duration) ([]*mediatest.Source, []func()) {
+	p.t.Helper()
+	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, size)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	tracks := make([]webrtc.TrackLocal, len(layers))
+	for i, l := range layers {
+		tracks[i] = l.Track
+	}
+	sender, err := p.c.PublishSimulcast(ctx, tracks...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	// pion's sender does not add the MID and RID header extensions a
+	// simulcast receiver needs: the sources add them, with negotiated ids
+	var mid string
+	for _, tr := range p.c.Publisher().GetTransceivers() {
+		if tr.Sender() == sender {
+			mid = tr.Mid()
+		}
+	}
+	var midID, ridID int
+	for _, h := range sender.GetParameters().HeaderExtensions {
+		switch h.URI {
+		case sdp.SDESMidURI:
+			midID = h.ID
+		case sdp.SDESRTPStreamIDURI:
+			ridID = h.ID
+		}
+	}
+	if mid == "" || midID == 0 || ridID == 0 {
+		p.t.Fatalf("simulcast not negotiated: mid %q, extension ids %d %d", mid, midID, ridID)
+	}
+	stops := make([]func(), len(layers))
+	for i, l := range layers {
+		l.SetSimulcastHeader(mid, midID, ridID)
+		go l.ReadRTCP(sender)
+		stops[i] = pump(p.t, l, every[i])
+	}
+	return layers, stops
 }

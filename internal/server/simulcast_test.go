@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/internal/mediatest"
@@ -59,43 +58,7 @@ func TestSimulcastLayerSelection(t *testing.T) {
 	small := newPeer(t, s, "room", "small", nil)
 	pub := newPeer(t, s, "room", "pub", nil)
 
-	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, 600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracks := make([]webrtc.TrackLocal, len(layers))
-	for i, l := range layers {
-		tracks[i] = l.Track
-	}
-	sender, err := pub.c.PublishSimulcast(ctx, tracks...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mid string
-	for _, tr := range pub.c.Publisher().GetTransceivers() {
-		if tr.Sender() == sender {
-			mid = tr.Mid()
-		}
-	}
-	var midID, ridID int
-	for _, h := range sender.GetParameters().HeaderExtensions {
-		switch h.URI {
-		case sdp.SDESMidURI:
-			midID = h.ID
-		case sdp.SDESRTPStreamIDURI:
-			ridID = h.ID
-		}
-	}
-	if mid == "" || midID == 0 || ridID == 0 {
-		t.Fatalf("simulcast not negotiated: mid %q, extension ids %d %d", mid, midID, ridID)
-	}
-	stops := make([]func(), len(layers))
-	for i, l := range layers {
-		l.SetSimulcastHeader(mid, midID, ridID)
-		go l.ReadRTCP(sender)
-		stops[i] = pump(t, l, 10*time.Millisecond)
-	}
-
+	_, stops := pub.publishSimulcast(ctx, 600, [3]time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond})
 	fv := full.sink(ctx, webrtc.RTPCodecTypeVideo, "")
 	sv := small.sink(ctx, webrtc.RTPCodecTypeVideo, "")
 	trackID := fv.Track.ID()
@@ -168,38 +131,7 @@ func TestPublisherAskedToPauseUnusedLayers(t *testing.T) {
 	ctx := deadline(t, 60*time.Second)
 	sub := newPeer(t, s, "room", "sub", nil)
 	pub := newPeer(t, s, "room", "pub", nil)
-	layers, err := mediatest.NewSimulcastSources("cam", "pub", []string{"q", "h", "f"}, 600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracks := make([]webrtc.TrackLocal, len(layers))
-	for i, l := range layers {
-		tracks[i] = l.Track
-	}
-	sender, err := pub.c.PublishSimulcast(ctx, tracks...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mid string
-	for _, tr := range pub.c.Publisher().GetTransceivers() {
-		if tr.Sender() == sender {
-			mid = tr.Mid()
-		}
-	}
-	var midID, ridID int
-	for _, h := range sender.GetParameters().HeaderExtensions {
-		switch h.URI {
-		case sdp.SDESMidURI:
-			midID = h.ID
-		case sdp.SDESRTPStreamIDURI:
-			ridID = h.ID
-		}
-	}
-	for _, l := range layers {
-		l.SetSimulcastHeader(mid, midID, ridID)
-		go l.ReadRTCP(sender)
-		pump(t, l, 10*time.Millisecond)
-	}
+	pub.publishSimulcast(ctx, 600, [3]time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond})
 	v := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
 	waitLayer(t, ctx, v, 2, 10)
 	layersEvent := func(want []bool) func() bool {

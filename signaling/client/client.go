@@ -165,19 +165,26 @@ func (c *Client) ID() string {
 	return c.self.ID
 }
 
-// Publish adds tracks to the publisher connection and negotiates them.
-func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
+// publisherPC returns the publisher connection, creating it on first use.
+func (c *Client) publisherPC() (*webrtc.PeerConnection, error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.pub == nil {
 		pc, err := c.newPC(signaling.TargetPublisher)
 		if err != nil {
-			c.mu.Unlock()
 			return nil, err
 		}
 		c.pub = pc
 	}
-	pc := c.pub
-	c.mu.Unlock()
+	return c.pub, nil
+}
+
+// Publish adds tracks to the publisher connection and negotiates them.
+func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
+	pc, err := c.publisherPC()
+	if err != nil {
+		return nil, err
+	}
 	var senders []*webrtc.RTPSender
 	for _, t := range tracks {
 		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
@@ -198,17 +205,10 @@ func (c *Client) PublishSimulcast(ctx context.Context, layers ...webrtc.TrackLoc
 	if len(layers) == 0 {
 		return nil, errors.New("client: no layers")
 	}
-	c.mu.Lock()
-	if c.pub == nil {
-		pc, err := c.newPC(signaling.TargetPublisher)
-		if err != nil {
-			c.mu.Unlock()
-			return nil, err
-		}
-		c.pub = pc
+	pc, err := c.publisherPC()
+	if err != nil {
+		return nil, err
 	}
-	pc := c.pub
-	c.mu.Unlock()
 	tr, err := pc.AddTransceiverFromTrack(layers[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		return nil, err
