@@ -310,7 +310,7 @@ const snapshotJS = `(async () => {
   for (const el of document.querySelectorAll('#grid .tile')) {
     const v = el.querySelector('video');
     snap.tiles.push({
-      id: el.dataset.participantId || '', local: el.classList.contains('local'),
+      id: el.dataset.participantId || '', local: el.classList.contains('local'), source: el.dataset.source || '',
       name: el.querySelector('.tile-name').textContent, videoWidth: v.videoWidth, paused: v.paused,
       mirrored: getComputedStyle(v).transform !== 'none', elementMuted: v.muted,
       audioMuted: el.dataset.audioMuted === 'true', videoMuted: el.dataset.videoMuted === 'true',
@@ -376,6 +376,7 @@ type tile struct {
 	MicBadge     bool   `json:"micBadge"`
 	CamBadge     bool   `json:"camBadge"`
 	NoVideo      bool   `json:"noVideo"`
+	Source       string `json:"source"` // "camera" or "screen"
 }
 
 type inbound struct {
@@ -390,19 +391,22 @@ func (tb *tab) snapshot() (pageState, error) {
 	return evaluate[pageState](tb, snapshotJS)
 }
 
+// remoteTiles lists the other participants' camera tiles (screen shares
+// have tiles of their own, which this leaves out).
 func (s pageState) remoteTiles() []tile {
 	var out []tile
 	for _, t := range s.Tiles {
-		if !t.Local {
+		if !t.Local && t.Source != "screen" {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
+// tile finds the camera tile of a participant ("local" for our own).
 func (s pageState) tile(id string) (tile, bool) {
 	for _, t := range s.Tiles {
-		if t.ID == id {
+		if t.ID == id && t.Source != "screen" {
 			return t, true
 		}
 	}

@@ -23,7 +23,7 @@ const simulcastJS = `(async () => {
     tiles: [], inbound: [], outbound: [], kinds: {},
   };
   for (const p of Object.values((c && c.participants) || {})) for (const tr of Object.values(p.tracks)) out.kinds[tr.id] = tr.kind;
-  for (const el of document.querySelectorAll('#grid .tile.remote')) {
+  for (const el of document.querySelectorAll('#grid .tile.remote:not(.screen)')) {
     const b = el.querySelector('.layer-badge');
     out.tiles.push({id: el.dataset.participantId || '', height: el.getBoundingClientRect().height,
       badge: b && !b.hidden ? b.textContent : ''});

@@ -11,6 +11,13 @@
 // that cannot be seen (trackSettings); the server reports the layer it
 // forwards (layerChanged), shown as a small badge on the tile.
 //
+// Screen sharing: the "Share screen" button adds a display capture to the
+// publisher connection as one more single-layer video track and re-offers;
+// every publisher offer carries `sources`, what each of our tracks shows
+// (camera, microphone or screen). Received screen shares get their own tile,
+// labelled "<name> (screen)" and shown larger than the cameras; the server
+// tells them apart by the `source` of the track (trackPublished, joined).
+//
 // State for tests and debugging is exposed on window.chorus.
 //
 // Test hook: the URL parameter maxLayer=0|1|2 (e.g. ?room=r&name=n&maxLayer=0)
@@ -36,6 +43,9 @@ const LAYER_DEBOUNCE_MS = 300; // trackSettings follow tile size changes after t
 const DEFAULT_TRACK_SETTINGS = Object.freeze({ maxLayer: 2, paused: false });
 const LAYER_LABELS = { '-1': 'paused', 0: 'LD', 1: 'SD', 2: 'HD' };
 const LAYER_RIDS = { 0: 'q', 1: 'h', 2: 'f' };
+const SOURCE_SCREEN = 'screen';
+const SOURCE_CAMERA = 'camera';
+const SOURCE_MICROPHONE = 'microphone';
 
 const $ = (id) => document.getElementById(id);
 
@@ -62,6 +72,7 @@ const ui = {
   grid: $('grid'),
   micButton: $('mic-button'),
   camButton: $('cam-button'),
+  shareButton: $('share-button'),
   audioUnlock: $('audio-unlock'),
   leaveButton: $('leave-button'),
   tileTemplate: $('tile-template'),
@@ -83,6 +94,8 @@ const chorus = {
   audioBlocked: false, // remote audio waits for a click
   micEnabled: true,
   camEnabled: true,
+  screenSharing: false, // our screen share is on (the track is being sent)
+  screenStream: null, // the display capture we share
   timings: {}, // milliseconds since navigation: start, wsOpen, joined, published, firstRemoteFrame
   session: null,
   // Simulcast, per received track id (the server's track id):
@@ -90,6 +103,9 @@ const chorus = {
   trackSettings: {}, // what we last asked for: {maxLayer, paused}
   maxLayerOverride: null, // 0..2 forces that maximum layer for all received video (URL maxLayer=, setMaxLayer)
   setMaxLayer: (n) => setMaxLayerOverride(n),
+  // Screen sharing (the button does the same). Both return promises.
+  startScreenShare: () => (chorus.session ? chorus.session.startScreenShare() : Promise.resolve(false)),
+  stopScreenShare: () => (chorus.session ? chorus.session.stopScreenShare() : Promise.resolve()),
 };
 window.chorus = chorus;
 
@@ -177,12 +193,20 @@ function setStatus(text) {
 
 // ---------------------------------------------------------------- tiles
 
-const tiles = new Map(); // participant id (or 'local') -> Tile
+// Tiles by key: a participant id for a remote camera tile, 'screen:' and the
+// server track id for a remote screen share, 'local' and 'local-screen' for
+// our own camera and screen.
+const tiles = new Map();
 
 class Tile {
-  constructor(id, { local = false, name = '' } = {}) {
-    this.id = id;
+  // participantId defaults to the key; screen marks a screen-share tile;
+  // trackId is the server track id a remote screen tile shows.
+  constructor(key, { local = false, name = '', participantId = key, screen = false, trackId = '' } = {}) {
+    this.key = key;
+    this.id = participantId;
     this.local = local;
+    this.screen = screen;
+    this.trackId = trackId;
     this.stream = null;
     this.audioMuted = false;
     this.videoMuted = false;
@@ -196,8 +220,11 @@ class Tile {
     this.renderHeight = 0; // CSS pixels, from the ResizeObserver
     this.inView = true; // from the IntersectionObserver
     this.settingsTimer = 0;
-    this.el.dataset.participantId = id;
+    this.el.dataset.participantId = participantId;
+    this.el.dataset.source = screen ? SOURCE_SCREEN : SOURCE_CAMERA;
+    if (trackId) this.el.dataset.trackId = trackId;
     this.el.classList.add(local ? 'local' : 'remote');
+    this.el.classList.toggle('screen', screen);
     this.video.autoplay = true;
     this.video.playsInline = true;
     this.video.muted = local; // never play our own microphone back
@@ -215,11 +242,12 @@ class Tile {
   }
 
   setName(name) {
-    const label = this.local ? 'You' : (name || 'Guest');
+    const who = this.local ? 'You' : (name || 'Guest');
+    const label = this.screen ? `${who} (screen)` : who;
     this.name = name;
     this.nameEl.textContent = label;
-    this.el.title = this.local && name ? `You (${name})` : label;
-    this.avatar.textContent = (name || label).trim().charAt(0).toUpperCase() || '?';
+    this.el.title = this.local && name && !this.screen ? `You (${name})` : label;
+    this.avatar.textContent = (name || who).trim().charAt(0).toUpperCase() || '?';
   }
 
   attach(stream) {
@@ -235,6 +263,32 @@ class Tile {
     this.stream = null;
     this.video.srcObject = null;
     this.refresh();
+  }
+
+  // Remote tiles play a MediaStream of their own: a participant's camera
+  // and screen arrive in one stream (its id is the participant id), and
+  // each tile shows its part of it.
+  hasTrack(track) {
+    return !!this.stream && this.stream.getTrackById(track.id) === track;
+  }
+
+  addTrack(track) {
+    if (this.hasTrack(track)) return;
+    if (!this.stream) {
+      this.attach(new MediaStream([track]));
+      return;
+    }
+    this.stream.addTrack(track);
+    this.refresh();
+  }
+
+  // removeTrack reports whether the tile has no tracks left.
+  removeTrack(track) {
+    if (this.stream) this.stream.removeTrack(track);
+    const empty = !this.stream || this.stream.getTracks().length === 0;
+    if (empty && this.stream) this.detach();
+    else this.refresh();
+    return empty;
   }
 
   setMuted(audioMuted, videoMuted) {
@@ -407,26 +461,36 @@ function setMaxLayerOverride(n) {
 // layoutGrid picks the number of columns that makes the 16:9 tiles as large
 // as possible while they all fit in the grid; when they cannot fit at a
 // usable size, the tiles fill the width and the grid scrolls.
+//
+// Remote screen shares come first and, with two columns or more, span two
+// columns and two rows (the grid gets the class "wide"); then the layout
+// that makes the screens largest wins.
 function layoutGrid() {
   const grid = ui.grid;
   const n = grid.children.length;
+  const screens = grid.querySelectorAll(':scope > .tile.screen.remote').length;
   grid.dataset.count = String(n);
   const cs = getComputedStyle(grid);
   const gap = parseFloat(cs.columnGap) || 0;
   const width = grid.clientWidth - (parseFloat(cs.paddingLeft) || 0) - (parseFloat(cs.paddingRight) || 0);
   const height = grid.clientHeight - (parseFloat(cs.paddingTop) || 0) - (parseFloat(cs.paddingBottom) || 0);
   if (n === 0 || width <= 0 || height <= 0) return; // hidden, or nothing to place
-  let best = { cols: 1, w: 0 };
-  for (let cols = 1; cols <= n; cols++) {
-    const rows = Math.ceil(n / cols);
+  const cellsFor = (cols) => (screens > 0 && cols >= 2 ? n + 3 * screens : n);
+  // What a layout is judged by: the width of a screen tile if there is
+  // one, of any tile otherwise.
+  const score = (cols, w) => (screens > 0 && cols >= 2 ? 2 * w + gap : w);
+  let best = { cols: 1, w: 0, score: 0 };
+  for (let cols = 1; cols <= cellsFor(cols); cols++) {
+    const rows = Math.ceil(cellsFor(cols) / cols);
     const w = Math.min((width - gap * (cols - 1)) / cols, ((height - gap * (rows - 1)) / rows) * 16 / 9);
-    if (w > best.w) best = { cols, w };
+    if (score(cols, w) > best.score) best = { cols, w, score: score(cols, w) };
   }
   const minW = Math.min(width, 240);
   if (best.w < minW) {
     const cols = Math.max(1, Math.floor((width + gap) / (minW + gap)));
     best = { cols, w: (width - gap * (cols - 1)) / cols };
   }
+  grid.classList.toggle('wide', screens > 0 && best.cols >= 2);
   grid.style.setProperty('--cols', String(best.cols));
   grid.style.setProperty('--tile-w', `${Math.floor(best.w)}px`);
 }
@@ -512,6 +576,18 @@ class Session {
     this.pendingLocalCandidates = []; // subscriber candidates held until our first answer is sent
     this.pendingRemoteCandidates = { publisher: [], subscriber: [] };
     this.remoteStreams = new Map(); // participant id -> MediaStream
+    this.watchedStreams = new WeakSet(); // remote streams we listen to for removed tracks
+    this.received = new Map(); // server track id -> {track, pid}: tracks the subscriber connection delivers
+    // Publisher connection: offers go out one at a time; a change made while
+    // one is outstanding is offered after its answer.
+    this.cameraPublished = false;
+    this.pubDirty = false;
+    this.pubLoop = null; // the running negotiation (a promise)
+    this.pubPending = null; // {id, resolve, reject} of the offer awaiting its answer
+    this.pubSeq = 0;
+    this.sources = new Map(); // own track id -> 'camera' | 'microphone' | 'screen'
+    this.screen = null; // {stream, track, transceiver} while sharing
+    this.screenStarting = false; // the browser's picker is open
     this.fatalError = null;
     this.pingTimer = 0;
     this.settingsSeq = 0;
@@ -665,6 +741,7 @@ class Session {
     history.replaceState(null, '', pageURL(params));
     for (const p of msg.participants || []) this.upsertParticipant(p);
     this.ensureSubscriber();
+    updateControls();
     // Publishing waits for the camera prompt; it must not hold up the
     // message queue (server offers keep being answered meanwhile).
     this.media.then(() => this.publish()).catch((err) => {
@@ -705,6 +782,12 @@ class Session {
   onServerError(msg) {
     const entry = { code: msg.code || 'unknown', message: msg.message || '', id: msg.id };
     chorus.errors.push(entry);
+    const pending = this.pubPending;
+    if (pending && msg.id && msg.id === pending.id) {
+      // Our publisher offer was refused: the negotiation rolls it back.
+      this.pubPending = null;
+      pending.reject(new Error(`${entry.code}: ${entry.message}`));
+    }
     if (msg.id && this.settingsIds.has(msg.id) && entry.code === 'bad_request') {
       // trackSettings for a track that went away meanwhile: harmless.
       console.warn('chorus: trackSettings refused:', entry.message);
@@ -725,19 +808,16 @@ class Session {
       entry.name = p.name;
     }
     for (const t of p.tracks || []) entry.tracks[t.id] = { ...t };
-    const tile = this.remoteTile(p.id);
-    tile.setName(entry.name);
+    this.remoteTile(p.id);
+    for (const tile of this.tilesOf(p.id)) tile.setName(entry.name); // camera and screens
+    for (const t of p.tracks || []) this.placeTrack(t.id);
     this.refreshParticipant(p.id);
   }
 
   removeParticipant(id) {
     delete chorus.participants[id];
     this.remoteStreams.delete(id);
-    const tile = tiles.get(id);
-    if (tile) {
-      tile.remove();
-      tiles.delete(id);
-    }
+    for (const tile of this.tilesOf(id)) this.dropTile(tile);
   }
 
   upsertTrack(track) {
@@ -750,12 +830,17 @@ class Session {
       this.remoteTile(pid);
     }
     entry.tracks[track.id] = { ...entry.tracks[track.id], ...track };
+    this.placeTrack(track.id); // in case its source changed
     this.refreshParticipant(pid);
   }
 
   removeTrack(track) {
     delete chorus.layers[track.id];
     delete chorus.trackSettings[track.id];
+    // A screen share that ended goes away at once; the subscriber offer
+    // that removes its media follows.
+    const screenTile = tiles.get(`screen:${track.id}`);
+    if (screenTile) this.dropTile(screenTile);
     const entry = chorus.participants[track.participantId];
     if (!entry) return;
     delete entry.tracks[track.id];
@@ -764,14 +849,22 @@ class Session {
 
   refreshParticipant(pid) {
     const entry = chorus.participants[pid];
-    const tile = tiles.get(pid);
-    if (!entry || !tile) return;
+    if (!entry) return;
     const tracks = Object.values(entry.tracks);
+    for (const tile of this.tilesOf(pid)) {
+      if (tile.screen) {
+        const info = entry.tracks[tile.trackId];
+        tile.setMuted(false, !!info && !!info.muted);
+      }
+    }
+    const tile = tiles.get(pid);
+    if (!tile) return;
     const audioMuted = tracks.some((t) => t.kind === 'audio' && t.muted);
-    const videoMuted = tracks.some((t) => t.kind === 'video' && t.muted);
+    const videoMuted = tracks.some((t) => t.kind === 'video' && t.muted && !tiles.has(`screen:${t.id}`) && t.source !== SOURCE_SCREEN);
     tile.setMuted(audioMuted, videoMuted);
   }
 
+  // remoteTile is the camera (and microphone) tile of a participant.
   remoteTile(pid) {
     let tile = tiles.get(pid);
     if (!tile) {
@@ -782,11 +875,86 @@ class Session {
     return tile;
   }
 
+  // screenTile is the tile of one received screen share.
+  screenTile(pid, trackId) {
+    const key = `screen:${trackId}`;
+    let tile = tiles.get(key);
+    if (!tile) {
+      const entry = chorus.participants[pid];
+      tile = new Tile(key, { name: entry ? entry.name : '', participantId: pid, screen: true, trackId });
+      tiles.set(key, tile);
+    }
+    return tile;
+  }
+
+  // tilesOf lists the remote tiles of a participant (camera and screens).
+  tilesOf(pid) {
+    return [...tiles.values()].filter((t) => !t.local && t.id === pid);
+  }
+
+  dropTile(tile) {
+    tile.remove();
+    if (tiles.get(tile.key) === tile) tiles.delete(tile.key);
+  }
+
+  // isScreen tells whether a received track is a screen share: the server
+  // says so in the track's source. A server that does not report sources
+  // sends "" (or nothing): then a participant's second live video is taken
+  // for a screen, since its camera tile can show only one.
+  isScreen(pid, track) {
+    if (track.kind !== 'video') return false;
+    const entry = chorus.participants[pid];
+    const info = entry && entry.tracks[track.id];
+    const source = (info && info.source) || '';
+    if (source) return source === SOURCE_SCREEN;
+    const screenTile = tiles.get(`screen:${track.id}`);
+    if (screenTile && screenTile.hasTrack(track)) return true;
+    const camera = tiles.get(pid);
+    return !!camera && camera.videoTracks().some((t) => t !== track);
+  }
+
+  // placeTrack puts a received track into the tile it belongs to: the
+  // participant's camera tile, or a screen tile of its own.
+  placeTrack(trackId) {
+    const r = this.received.get(trackId);
+    if (!r) return;
+    const { track, pid } = r;
+    const want = this.isScreen(pid, track) ? this.screenTile(pid, trackId) : this.remoteTile(pid);
+    for (const tile of this.tilesOf(pid)) {
+      if (tile !== want && tile.hasTrack(track)) this.takeTrack(tile, track);
+    }
+    if (want.hasTrack(track)) return;
+    want.addTrack(track);
+    // A new track starts with the server's defaults: tell it our wishes now.
+    if (track.kind === 'video') want.scheduleSettings(0);
+    if (want.screen) layoutGrid();
+  }
+
+  // takeTrack removes a track from a tile. An empty screen tile goes; an
+  // empty camera tile stays (with its name) while the participant is in
+  // the room.
+  takeTrack(tile, track) {
+    const empty = tile.removeTrack(track);
+    if (empty && (tile.screen || !chorus.participants[tile.id])) this.dropTile(tile);
+  }
+
+  // onRemoteTrackGone: the subscriber connection no longer delivers a track.
+  onRemoteTrackGone(track) {
+    const r = this.received.get(track.id);
+    if (!r || r.track !== track) return;
+    this.received.delete(track.id);
+    for (const tile of this.tilesOf(r.pid)) {
+      if (tile.hasTrack(track)) this.takeTrack(tile, track);
+    }
+  }
+
   // tileOfTrack finds the tile that shows a received track.
   tileOfTrack(trackId) {
     for (const tile of tiles.values()) {
       if (!tile.local && tile.stream && tile.stream.getTrackById(trackId)) return tile;
     }
+    const screen = tiles.get(`screen:${trackId}`);
+    if (screen) return screen;
     const pid = this.participantOfTrack(trackId);
     return pid ? tiles.get(pid) : undefined;
   }
@@ -858,31 +1026,28 @@ class Session {
       stream.addTrack(track);
     }
     this.remoteStreams.set(pid, stream);
-    const tile = this.remoteTile(pid);
-    tile.attach(stream);
-    // A new track starts with the server's defaults: tell it our wishes now.
-    if (track.kind === 'video') tile.scheduleSettings(0);
-    stream.onaddtrack = (e) => {
-      tile.refresh();
-      if (e.track && e.track.kind === 'video') tile.scheduleSettings(0);
+    if (!this.watchedStreams.has(stream)) {
+      this.watchedStreams.add(stream);
+      // Tracks that a subscriber offer removes leave the stream.
+      stream.addEventListener('removetrack', (e) => {
+        if (!this.ended && e.track) this.onRemoteTrackGone(e.track);
+      });
+    }
+    const prev = this.received.get(track.id);
+    if (prev && prev.track !== track) this.onRemoteTrackGone(prev.track);
+    this.received.set(track.id, { track, pid });
+    this.remoteTile(pid); // the participant's tile exists even if only a screen arrives
+    this.placeTrack(track.id);
+    const refresh = () => {
+      const tile = this.tileOfTrack(track.id);
+      if (tile) tile.refresh();
     };
-    stream.onremovetrack = () => {
-      if (stream.getTracks().length > 0) {
-        tile.refresh();
-        return;
-      }
-      // Every track of this participant is gone. Keep the tile (with its
-      // name) while the participant is still in the room; drop it otherwise.
-      this.remoteStreams.delete(pid);
-      if (chorus.participants[pid]) {
-        tile.detach();
-      } else if (tiles.get(pid) === tile) {
-        tile.remove();
-        tiles.delete(pid);
-      }
-    };
-    track.addEventListener('ended', () => tile.refresh());
-    track.addEventListener('unmute', () => tile.refresh());
+    track.addEventListener('ended', () => {
+      const tile = this.tileOfTrack(track.id);
+      if (tile && tile.screen) this.onRemoteTrackGone(track); // a screen tile has nothing else to show
+      else refresh();
+    });
+    track.addEventListener('unmute', refresh);
     this.refreshParticipant(pid);
   }
 
@@ -901,15 +1066,30 @@ class Session {
     }
   }
 
+  // onPublisherAnswer applies the answer to our outstanding publisher offer
+  // (the first one and every re-offer alike) and lets the negotiation go on.
   async onPublisherAnswer(msg) {
     const pc = chorus.pcs.publisher;
-    if (!pc) {
-      console.warn('chorus: publisher answer without a publisher connection');
+    const pending = this.pubPending;
+    if (pending && msg.id && msg.id !== pending.id) {
+      console.warn('chorus: ignoring a publisher answer to an offer no longer outstanding', msg.id);
       return;
     }
-    await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
-    await this.flushRemoteCandidates('publisher');
-    chorus.timings.published = now();
+    this.pubPending = null;
+    if (!pc || pc.signalingState !== 'have-local-offer') {
+      console.warn('chorus: publisher answer without an outstanding offer');
+      if (pending) pending.reject(new Error('answer without an outstanding offer'));
+      return;
+    }
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      await this.flushRemoteCandidates('publisher');
+    } catch (err) {
+      if (pending) pending.reject(err);
+      throw err;
+    }
+    if (chorus.timings.published === undefined) chorus.timings.published = now();
+    if (pending) pending.resolve();
   }
 
   async onRemoteCandidate(msg) {
@@ -960,12 +1140,19 @@ class Session {
     }
   }
 
+  ensurePublisher() {
+    if (!chorus.pcs.publisher) chorus.pcs.publisher = this.newPC('publisher');
+    return chorus.pcs.publisher;
+  }
+
+  // publish sends our camera and microphone (once).
   async publish() {
     const stream = chorus.localStream;
-    if (this.ended || !stream || stream.getTracks().length === 0 || chorus.pcs.publisher) return;
-    const pc = this.newPC('publisher');
-    chorus.pcs.publisher = pc;
+    if (this.ended || this.cameraPublished || !stream || stream.getTracks().length === 0) return;
+    this.cameraPublished = true;
+    const pc = this.ensurePublisher();
     for (const track of stream.getTracks()) {
+      this.sources.set(track.id, track.kind === 'audio' ? SOURCE_MICROPHONE : SOURCE_CAMERA);
       const init = { direction: 'sendonly', streams: [stream] };
       if (track.kind === 'video') {
         try {
@@ -977,14 +1164,176 @@ class Session {
       }
       pc.addTransceiver(track, init);
     }
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    if (this.ended) return;
-    this.send({ type: 'offer', target: 'publisher', sdp: pc.localDescription.sdp });
-    // Tell the others about tracks that start out muted.
+    // Tell the others about tracks that start out muted (the server keeps
+    // this for tracks that have not arrived yet).
     for (const t of stream.getTracks()) {
       if (!t.enabled) this.send({ type: 'mute', trackId: t.id, muted: true });
     }
+    await this.negotiatePublisher();
+  }
+
+  // publisherSources maps every track we send to what it shows.
+  publisherSources() {
+    const out = {};
+    const pc = chorus.pcs.publisher;
+    if (!pc) return out;
+    for (const tr of pc.getTransceivers()) {
+      const t = tr.sender.track;
+      if (!t || tr.currentDirection === 'stopped' || (tr.direction !== 'sendonly' && tr.direction !== 'sendrecv')) continue;
+      out[t.id] = this.sources.get(t.id) || (t.kind === 'audio' ? SOURCE_MICROPHONE : SOURCE_CAMERA);
+    }
+    return out;
+  }
+
+  // negotiatePublisher (re-)offers the publisher connection's current
+  // tracks. Offers go out one at a time: a call made while an offer awaits
+  // its answer is served by one more offer after that answer. The promise
+  // resolves to true once our changes are negotiated, to false if the last
+  // offer was refused (it is rolled back, and the error is on the banner).
+  negotiatePublisher() {
+    this.pubDirty = true;
+    // Started in a microtask, so that the loop's end (which clears pubLoop)
+    // always comes after this assignment.
+    if (!this.pubLoop) this.pubLoop = Promise.resolve().then(() => this.runPublisherNegotiation());
+    return this.pubLoop;
+  }
+
+  async runPublisherNegotiation() {
+    let ok = false;
+    try {
+      while (this.pubDirty && !this.ended) {
+        this.pubDirty = false;
+        const pc = chorus.pcs.publisher;
+        if (!pc || pc.signalingState === 'closed') return false;
+        try {
+          await this.offerPublisher(pc);
+          ok = true;
+        } catch (err) {
+          ok = false;
+          if (this.ended) return false;
+          console.warn('chorus: publisher negotiation failed:', errText(err));
+          if (pc.signalingState === 'have-local-offer') {
+            await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+          }
+          if (!chorus.banner) showBanner(`Could not update what you send: ${errText(err)}`);
+        }
+      }
+    } finally {
+      this.pubLoop = null;
+    }
+    return ok && !this.ended;
+  }
+
+  // offerPublisher sends one publisher offer and waits for its answer.
+  async offerPublisher(pc) {
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    if (this.ended) return;
+    const id = `pub-${++this.pubSeq}`;
+    const answered = new Promise((resolve, reject) => { this.pubPending = { id, resolve, reject }; });
+    const msg = { type: 'offer', id, target: 'publisher', sdp: pc.localDescription.sdp, sources: this.publisherSources() };
+    if (!this.send(msg)) {
+      this.pubPending = null;
+      throw new Error('the connection to the server is closed');
+    }
+    await answered;
+  }
+
+  // ------------------------------------------------ screen sharing
+
+  // startScreenShare asks the browser for a screen, window or tab and sends
+  // it as one more video track (a single layer: screens are read, not
+  // scaled). It resolves to whether sharing started.
+  async startScreenShare() {
+    if (this.ended || this.screen || this.screenStarting || chorus.state !== 'joined') return false;
+    if (!screenShareSupported()) {
+      showNotice('Screen sharing is not available in this browser.');
+      return false;
+    }
+    this.screenStarting = true;
+    updateControls();
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (err) {
+      this.screenStarting = false;
+      updateControls();
+      // NotAllowedError: the user closed the picker (or the page may not
+      // capture); nothing to tell.
+      if (!this.ended && !(err && err.name === 'NotAllowedError')) {
+        showNotice(`Could not share your screen: ${errText(err)}.`);
+      }
+      return false;
+    }
+    this.screenStarting = false;
+    const track = stream.getVideoTracks()[0];
+    for (const t of stream.getAudioTracks()) { // asked for none
+      t.stop();
+      stream.removeTrack(t);
+    }
+    if (this.ended || !track || this.screen) {
+      stream.getTracks().forEach((t) => t.stop());
+      updateControls();
+      return false;
+    }
+    try { track.contentHint = 'detail'; } catch { /* not supported */ }
+    const pc = this.ensurePublisher();
+    // A transceiver of its own, single layer; after sharing stops it stays
+    // inactive (removeTrack), and the next share gets a new one.
+    const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+    this.screen = { stream, track, transceiver };
+    this.sources.set(track.id, SOURCE_SCREEN);
+    chorus.screenSharing = true;
+    chorus.screenStream = stream;
+    // The browser's own "Stop sharing" ends the track.
+    track.addEventListener('ended', () => {
+      if (this.screen && this.screen.track === track) this.stopScreenShare();
+    });
+    this.showLocalScreen(stream);
+    updateControls();
+    if (await this.negotiatePublisher()) return true;
+    // The server refused the offer (a rollback keeps the transceiver):
+    // stop, so that we do not show a share nobody receives.
+    if (this.screen && this.screen.track === track) await this.stopScreenShare();
+    return false;
+  }
+
+  // stopScreenShare stops sending the screen and re-offers without it.
+  async stopScreenShare() {
+    const share = this.screen;
+    if (!share) return;
+    this.screen = null;
+    this.sources.delete(share.track.id);
+    share.stream.getTracks().forEach((t) => t.stop());
+    chorus.screenSharing = false;
+    chorus.screenStream = null;
+    const tile = tiles.get('local-screen');
+    if (tile) {
+      tile.remove();
+      tiles.delete('local-screen');
+    }
+    updateControls();
+    const pc = chorus.pcs.publisher;
+    if (this.ended || !pc || pc.signalingState === 'closed') return;
+    try {
+      pc.removeTrack(share.transceiver.sender);
+    } catch (err) {
+      console.warn('chorus: removeTrack:', errText(err));
+    }
+    await this.negotiatePublisher();
+  }
+
+  showLocalScreen(stream) {
+    let tile = tiles.get('local-screen');
+    if (!tile) {
+      tile = new Tile('local-screen', { local: true, name: this.name, participantId: 'local', screen: true });
+      tiles.set('local-screen', tile);
+      // Next to our camera tile, which stays first.
+      const cam = tiles.get('local');
+      if (cam) cam.el.after(tile.el);
+      else ui.grid.prepend(tile.el);
+    }
+    tile.attach(stream);
   }
 
   // ------------------------------------------------ ending
@@ -1017,9 +1366,18 @@ class Session {
     }
     if (chorus.localStream) chorus.localStream.getTracks().forEach((t) => t.stop());
     chorus.localStream = null;
+    if (this.screen) this.screen.stream.getTracks().forEach((t) => t.stop());
+    this.screen = null;
+    chorus.screenSharing = false;
+    chorus.screenStream = null;
+    if (this.pubPending) {
+      this.pubPending.reject(new Error('the session ended'));
+      this.pubPending = null;
+    }
     removeAllTiles();
     chorus.participants = {};
     if (chorus.session === this) chorus.session = null;
+    updateControls();
   }
 }
 
@@ -1039,6 +1397,19 @@ function updateControls() {
   ui.camButton.setAttribute('aria-pressed', String(!chorus.camEnabled));
   ui.micButton.classList.toggle('off', !chorus.micEnabled);
   ui.camButton.classList.toggle('off', !chorus.camEnabled);
+
+  const session = chorus.session;
+  const supported = screenShareSupported();
+  const sharing = chorus.screenSharing;
+  ui.shareButton.disabled = !sharing && (!supported || !session || chorus.state !== 'joined' || session.screenStarting);
+  ui.shareButton.title = supported ? '' : 'Screen sharing is not available in this browser';
+  ui.shareButton.querySelector('.ctl-label').textContent = sharing ? 'Stop sharing' : 'Share screen';
+  ui.shareButton.setAttribute('aria-pressed', String(sharing));
+  ui.shareButton.classList.toggle('on', sharing);
+}
+
+function screenShareSupported() {
+  return !!(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
 }
 
 function setLocalTracks(kind, enabled) {
@@ -1064,6 +1435,16 @@ ui.micButton.addEventListener('click', () => {
 ui.camButton.addEventListener('click', () => {
   chorus.camEnabled = !chorus.camEnabled;
   setLocalTracks('video', chorus.camEnabled);
+});
+
+ui.shareButton.addEventListener('click', () => {
+  const session = chorus.session;
+  if (!session) return;
+  const action = chorus.screenSharing ? session.stopScreenShare() : session.startScreenShare();
+  action.catch((err) => {
+    console.error('chorus: screen sharing', err);
+    showBanner(`Screen sharing failed: ${errText(err)}`);
+  });
 });
 
 ui.leaveButton.addEventListener('click', () => {
