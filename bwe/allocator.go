@@ -35,7 +35,7 @@ func cost(d Demand, from, l int) int {
 	if l > d.Current {
 		c += int(float64(d.Layers[l]) * UpgradeMargin)
 	}
-	return c
+	return max(0, c)
 }
 
 // Grant is the allocator's decision for one track.

@@ -90,9 +90,20 @@ func (p *Participant) allocate(now time.Time) {
 	p.bw.with(func(e *bwe.Estimator) { estimate, estimated = e.Estimate(), e.HasFeedback(now) })
 	estimated = estimated && !p.sfu.cfg.NoBandwidthAllocation
 
+	// the subscriber's settings, read under the lock
+	type wish struct {
+		maxLayer int
+		paused   bool
+	}
+	wishes := make([]wish, len(subs))
+	p.mu.Lock()
+	for i, s := range subs {
+		wishes[i] = wish{s.maxLayer, s.paused}
+	}
+	p.mu.Unlock()
 	demands := make([]bwe.Demand, len(subs))
 	for i, s := range subs {
-		demands[i] = demandOf(s, now)
+		demands[i] = demandOf(s.down, wishes[i].maxLayer, wishes[i].paused, now)
 	}
 	var grants []bwe.Grant
 	if estimated {
@@ -115,10 +126,13 @@ func (p *Participant) allocate(now time.Time) {
 	}
 }
 
+// nominalRates stand in for layers not measured yet (bits per second):
+// pricing them at zero would grant any of them for free.
+var nominalRates = [MaxLayers]int{150_000, 500_000, 1_500_000}
+
 // demandOf describes a subscription to the allocator.
-func demandOf(s *subscription, now time.Time) bwe.Demand {
-	d := s.down
-	dm := bwe.Demand{ID: d.id, Audio: d.Kind() == webrtc.RTPCodecTypeAudio, Paused: s.paused, MaxLayer: s.maxLayer,
+func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand {
+	dm := bwe.Demand{ID: d.id, Audio: d.Kind() == webrtc.RTPCodecTypeAudio, Paused: paused, MaxLayer: maxLayer,
 		Current: d.CurrentLayer()}
 	if d.src.info.Source == SourceScreen {
 		dm.Priority = 1 // screen share before camera
@@ -135,7 +149,10 @@ func demandOf(s *subscription, now time.Time) bwe.Demand {
 	dm.Layers = make([]int, MaxLayers)
 	for l, ok := range active {
 		if ok {
-			dm.Layers[l] = max(1, d.src.Layer(l).Bitrate(now))
+			dm.Layers[l] = d.src.Layer(l).Bitrate(now)
+			if dm.Layers[l] == 0 {
+				dm.Layers[l] = nominalRates[l]
+			}
 		}
 	}
 	return dm
@@ -148,15 +165,6 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 	if next == 0 {
 		return
 	}
-	extra := 0
-	p.bw.with(func(e *bwe.Estimator) {
-		if e.CanProbe(next, now) {
-			extra = e.StartProbe(next, now) - used
-		}
-	})
-	if extra <= 0 {
-		return
-	}
 	var busiest *DownTrack
 	best := -1
 	for i, s := range subs {
@@ -164,7 +172,16 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 			best, busiest = demands[i].Layers[g.Layer], s.down
 		}
 	}
-	if busiest != nil {
+	if busiest == nil {
+		return // no video flows to carry the padding
+	}
+	extra := 0
+	p.bw.with(func(e *bwe.Estimator) {
+		if e.CanProbe(next, now) {
+			extra = e.StartProbe(next, now) - used
+		}
+	})
+	if extra > 0 {
 		busiest.Probe(extra, bwe.ProbeDuration())
 	}
 }
@@ -214,7 +231,7 @@ func (p *Participant) savePublisherLayers(now time.Time) {
 		if n < 2 {
 			continue
 		}
-		top := max(0, min(t.neededTop(), MaxLayers-1))
+		top := max(lowestLayer(t), min(t.neededTop(), MaxLayers-1))
 		switch {
 		case top > t.sentTop: // someone wants more: at once
 			t.unneededFrom = time.Time{}
@@ -245,4 +262,14 @@ func (p *Participant) BandwidthStats() bwe.Stats {
 	var st bwe.Stats
 	p.bw.with(func(e *bwe.Estimator) { st = e.Stats() })
 	return st
+}
+
+// lowestLayer is the lowest layer the publisher sends (0 if none).
+func lowestLayer(t *PublishedTrack) int {
+	for l := range t.layers {
+		if t.layers[l].Load() != nil {
+			return l
+		}
+	}
+	return 0
 }

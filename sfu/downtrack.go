@@ -313,6 +313,9 @@ func (d *DownTrack) enqueue(layer int, p CachedPacket) {
 	}
 	d.emu.Lock()
 	defer d.emu.Unlock()
+	if d.paused.Load() { // paused while this packet was on its way here
+		return
+	}
 	sw := false
 	if cur = int(d.current.Load()); layer != cur {
 		if !p.Keyframe || !p.FrameStart {
@@ -548,7 +551,14 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 			continue
 		}
 		r.seq, r.at = out, now
-		d.send(hdr, buf[:n], &d.rtx)
+		// resend under the very number NACKed: the offset may have moved
+		// since (padding inserted by a probe)
+		if d.isVP8 {
+			d.vp8.MungeOld(buf[:n])
+		}
+		if d.write(hdr, out, d.rw.TS(hdr.Timestamp), buf[:n]) {
+			d.rtx.Add(1)
+		}
 	}
 }
 

@@ -442,19 +442,19 @@ func (p *Participant) unsubscribe(t *PublishedTrack) {
 }
 
 // SetTrackSources records what the participant's tracks show (by its own
-// track IDs), for tracks it is about to publish. Unknown sources are
-// ignored.
+// track IDs), replacing what the previous offer said. Unknown sources are
+// ignored; the decoder bounds the map's size.
 func (p *Participant) SetTrackSources(sources map[string]string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	next := make(map[string]string, len(sources))
 	for id, src := range sources {
 		switch src {
 		case SourceCamera, SourceScreen, SourceMicrophone:
-			if len(p.sources) < 64 {
-				p.sources[id] = src
-			}
+			next[id] = src
 		}
 	}
+	p.mu.Lock()
+	p.sources = next // each offer describes every track it sends
+	p.mu.Unlock()
 }
 
 // SetTrackMuted records that the participant muted or unmuted one of its own

@@ -103,6 +103,10 @@ func (r *Rewriter) Reverse(outSeq uint16) (uint16, bool) {
 	return 0, false
 }
 
+// TS maps an incoming timestamp with the current offset (for resending a
+// packet under the sequence number a subscriber NACKed).
+func (r *Rewriter) TS(ts uint32) uint32 { return ts + r.tsOffset }
+
 // seqNewer reports whether a is after b in RTP sequence space (RFC 3550).
 func seqNewer(a, b uint16) bool {
 	return a != b && a-b < 0x8000

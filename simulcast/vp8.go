@@ -103,8 +103,15 @@ func (m *VP8Munger) Switch(p []byte) {
 	}
 }
 
-// Munge rewrites p's descriptor in place with the current offsets.
-func (m *VP8Munger) Munge(p []byte) {
+// Munge rewrites p's descriptor in place with the current offsets and
+// remembers its numbers as the last written.
+func (m *VP8Munger) Munge(p []byte) { m.munge(p, true) }
+
+// MungeOld rewrites a packet sent before (a retransmission) without
+// taking its older numbers as the last written.
+func (m *VP8Munger) MungeOld(p []byte) { m.munge(p, false) }
+
+func (m *VP8Munger) munge(p []byte, record bool) {
 	f, ok := parseVP8Fields(p)
 	if !ok || !f.hasField {
 		return
@@ -114,22 +121,30 @@ func (m *VP8Munger) Munge(p []byte) {
 			pid := (f.pid + m.pidOff) & 0x7FFF
 			p[f.pidOff] = 0x80 | byte(pid>>8)
 			p[f.pidOff+1] = byte(pid)
-			m.lastPID = pid
+			if record {
+				m.lastPID = pid
+			}
 		} else {
 			pid := (f.pid + m.pidOff) & 0x7F
 			p[f.pidOff] = byte(pid)
-			m.lastPID = pid
+			if record {
+				m.lastPID = pid
+			}
 		}
-		m.havePID = true
+		m.havePID = m.havePID || record
 	}
 	if f.tl0Off >= 0 {
 		v := f.tl0 + m.tl0Off
 		p[f.tl0Off] = v
-		m.lastTL0, m.haveTL0 = v, true
+		if record {
+			m.lastTL0, m.haveTL0 = v, true
+		}
 	}
 	if f.keyOff >= 0 {
 		v := (f.keyIdx + m.keyOff) & 0x1F
 		p[f.keyOff] = p[f.keyOff]&0xE0 | v
-		m.lastKey, m.haveKey = v, true
+		if record {
+			m.lastKey, m.haveKey = v, true
+		}
 	}
 }

@@ -221,6 +221,7 @@ type Sink struct {
 	timestamps []uint32
 	frames     []uint32 // frame indices in arrival order
 	arrivals   []time.Time
+	padding    int           // padding-only packets received
 	cond       chan struct{} // closed and replaced on every packet
 }
 
@@ -243,6 +244,12 @@ func (s *Sink) read() {
 			off = vp8HeaderLen
 		}
 		if len(p.Payload) < off+infoLen {
+			if p.Padding { // a bandwidth probe's padding: part of the sequence
+				s.mu.Lock()
+				s.seqs = append(s.seqs, p.SequenceNumber)
+				s.padding++
+				s.mu.Unlock()
+			}
 			continue
 		}
 		idx := binary.BigEndian.Uint32(p.Payload[off:])
@@ -277,7 +284,8 @@ func (s *Sink) Count() int {
 	return len(s.indices)
 }
 
-// Seqs returns the sequence numbers received, in arrival order.
+// Seqs returns the sequence numbers received, in arrival order, padding-only
+// packets included.
 func (s *Sink) Seqs() []uint16 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -299,7 +307,15 @@ func (s *Sink) Arrivals() []time.Time {
 	return append([]time.Time(nil), s.arrivals...)
 }
 
-// Timestamps returns the RTP timestamps received, in arrival order.
+// Padding is the number of padding-only packets received.
+func (s *Sink) Padding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.padding
+}
+
+// Timestamps returns the RTP timestamps of the media packets received, in
+// arrival order.
 func (s *Sink) Timestamps() []uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
