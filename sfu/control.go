@@ -190,12 +190,19 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 // bandwidth grant.
 func (p *Participant) decide(now time.Time, s *subscription) {
 	d := s.down
-	if d.Kind() != webrtc.RTPCodecTypeVideo {
-		return
-	}
 	p.mu.Lock()
 	maxLayer, paused, grant, hasGrant := s.maxLayer, s.paused, s.grant, s.hasGrant
 	p.mu.Unlock()
+	if d.Kind() != webrtc.RTPCodecTypeVideo { // audio: only the subscriber's pause
+		if paused != d.paused.Load() {
+			if paused {
+				d.SetTargetLayer(-1, simulcast.ReasonPaused)
+			} else {
+				d.SetTargetLayer(0, simulcast.ReasonBest)
+			}
+		}
+		return
+	}
 	reason := simulcast.ReasonPreference
 	if hasGrant && grant.Limited && !paused {
 		if grant.Layer < 0 {

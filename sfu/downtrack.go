@@ -77,6 +77,7 @@ type DownTrack struct {
 	rw        simulcast.Rewriter
 	vp8       simulcast.VP8Munger
 	resync    bool       // packets were lost to the cache: resume at a keyframe
+	resyncAsk time.Time  // when a keyframe was last asked for the resync
 	hdr       rtp.Header // reused for every write: writers consume it synchronously
 	lastWrite time.Time
 	layerOf   int // layer of the last packet written
@@ -450,6 +451,10 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 	if d.resync {
 		if !p.Keyframe || !p.FrameStart {
 			d.dropped.Add(1)
+			if now := time.Now(); now.Sub(d.resyncAsk) > 300*time.Millisecond {
+				d.resyncAsk = now // ask again: the first request may be lost
+				up.RequestKeyframe()
+			}
 			return
 		}
 		d.resync, switched = false, true
