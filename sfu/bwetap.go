@@ -18,29 +18,35 @@ import (
 // and the control loop reads the estimate.
 type bandwidth struct {
 	mu  sync.Mutex
-	est *bwe.Estimator
+	est *bwe.Estimator // allocated on first use: publish-only participants never need one
 }
 
-func newBandwidth() *bandwidth {
-	return &bandwidth{est: bwe.NewEstimator(bwe.Config{})}
+func newBandwidth() *bandwidth { return &bandwidth{} }
+
+// estimator returns the estimator, creating it; b.mu is held.
+func (b *bandwidth) estimator() *bwe.Estimator {
+	if b.est == nil {
+		b.est = bwe.NewEstimator(bwe.Config{})
+	}
+	return b.est
 }
 
 func (b *bandwidth) sent(seq uint16, size int, at time.Time) {
 	b.mu.Lock()
-	b.est.OnPacketSent(seq, size, at)
+	b.estimator().OnPacketSent(seq, size, at)
 	b.mu.Unlock()
 }
 
 func (b *bandwidth) feedback(fb *rtcp.TransportLayerCC, at time.Time) {
 	b.mu.Lock()
-	b.est.OnFeedback(fb, at)
+	b.estimator().OnFeedback(fb, at)
 	b.mu.Unlock()
 }
 
 // with runs f on the estimator with the lock held.
 func (b *bandwidth) with(f func(*bwe.Estimator)) {
 	b.mu.Lock()
-	f(b.est)
+	f(b.estimator())
 	b.mu.Unlock()
 }
 

@@ -70,6 +70,8 @@ func (p *Participant) controlLoop() {
 				p.allocate(now)
 			}
 			p.savePublisherLayers(now)
+		case <-p.layerKick:
+			p.tellLayers()
 		}
 	}
 }
@@ -279,4 +281,37 @@ func lowestLayer(t *PublishedTrack) int {
 		}
 	}
 	return 0
+}
+
+// layerNote is the latest layer change of one track.
+type layerNote struct {
+	layer  int
+	reason string
+}
+
+// postLayer records a layer change for the control loop to report; it is
+// called from media goroutines and never blocks. Changes of one track
+// coalesce: the subscriber hears the latest.
+func (p *Participant) postLayer(trackID string, layer int, reason string) {
+	p.layerMu.Lock()
+	if p.layerPending == nil {
+		p.layerPending = map[string]layerNote{}
+	}
+	p.layerPending[trackID] = layerNote{layer, reason}
+	p.layerMu.Unlock()
+	select {
+	case p.layerKick <- struct{}{}:
+	default:
+	}
+}
+
+// tellLayers reports the posted layer changes to the listener.
+func (p *Participant) tellLayers() {
+	p.layerMu.Lock()
+	pending := p.layerPending
+	p.layerPending = nil
+	p.layerMu.Unlock()
+	for id, n := range pending {
+		p.listener.LayerChanged(id, n.layer, n.reason)
+	}
 }

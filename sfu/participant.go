@@ -51,7 +51,12 @@ type Participant struct {
 	sources   map[string]string // by publisher track ID: what the track shows
 	subs      map[string]*subscription
 	wg        sync.WaitGroup
-	done      chan struct{} // closed by Close: stops the control loop
+
+	// layer changes, posted from media goroutines, told by the control loop
+	layerMu      sync.Mutex
+	layerPending map[string]layerNote
+	layerKick    chan struct{}
+	done         chan struct{} // closed by Close: stops the control loop
 }
 
 func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
@@ -62,8 +67,9 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		canPublish: o.Publish, canSubscribe: o.Subscribe, autoSubscribe: o.AutoSubscribe && o.Subscribe,
 		onJoined:  o.OnJoined,
 		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, sources: map[string]string{}, subs: map[string]*subscription{},
-		done: make(chan struct{}),
-		bw:   newBandwidth(),
+		done:      make(chan struct{}),
+		bw:        newBandwidth(),
+		layerKick: make(chan struct{}, 1),
 	}
 	return p
 }
@@ -372,7 +378,7 @@ func (p *Participant) subscribe(t *PublishedTrack) bool {
 	}
 	trackID := t.info.ID
 	d := NewDownTrack(t, DownTrackOptions{Logger: p.log, OnLayer: func(layer int, reason string) {
-		p.listener.LayerChanged(trackID, layer, reason)
+		p.postLayer(trackID, layer, reason)
 	}})
 	sender, err := p.addDownTrack(d)
 	if err != nil {
