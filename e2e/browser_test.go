@@ -434,10 +434,17 @@ func (s pageState) audioReceived(n int) bool {
 // with the last state it saw.
 func (tb *tab) waitFor(timeout time.Duration, what string, cond func(pageState) bool) pageState {
 	tb.t.Helper()
-	deadline := time.Now().Add(timeout)
+	return poll(tb, time.Now().Add(timeout), what, tb.snapshot, cond)
+}
+
+// poll reads a state of the tab with snap until cond holds, failing the
+// test at the deadline with the last state it saw.
+func poll[S fmt.Stringer](tb *tab, deadline time.Time, what string, snap func() (S, error), cond func(S) bool) S {
+	tb.t.Helper()
+	start := time.Now()
 	var last string
 	for {
-		s, err := tb.snapshot()
+		s, err := snap()
 		if err == nil && cond(s) {
 			return s
 		}
@@ -447,7 +454,8 @@ func (tb *tab) waitFor(timeout time.Duration, what string, cond func(pageState) 
 			last = s.String()
 		}
 		if time.Now().After(deadline) {
-			tb.t.Fatalf("tab %s: timed out after %v waiting for %s; last state: %s", tb.name, timeout, what, last)
+			tb.t.Fatalf("tab %s: timed out after %v waiting for %s; last state: %s",
+				tb.name, time.Since(start).Round(time.Millisecond), what, last)
 		}
 		time.Sleep(pollInterval)
 	}

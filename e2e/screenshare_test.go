@@ -194,23 +194,7 @@ func (tb *tab) screenSnapshot() (screenState, error) {
 
 func (tb *tab) waitScreen(what string, cond func(screenState) bool) screenState {
 	tb.t.Helper()
-	deadline := time.Now().Add(mediaDeadline)
-	var last string
-	for {
-		s, err := tb.screenSnapshot()
-		if err == nil && cond(s) {
-			return s
-		}
-		if err != nil {
-			last = "error: " + err.Error()
-		} else {
-			last = s.String()
-		}
-		if time.Now().After(deadline) {
-			tb.t.Fatalf("tab %s: timed out after %v waiting for %s; last state: %s", tb.name, mediaDeadline, what, last)
-		}
-		time.Sleep(pollInterval)
-	}
+	return poll(tb, time.Now().Add(mediaDeadline), what, tb.screenSnapshot, cond)
 }
 
 // serverReportsSources: this build's signaling has the publisher offer's

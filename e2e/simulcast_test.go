@@ -127,22 +127,7 @@ func (tb *tab) simSnapshot() (simState, error) {
 // waitSim polls the tab until cond holds, failing the test at the deadline.
 func (tb *tab) waitSim(deadline time.Time, what string, cond func(simState) bool) simState {
 	tb.t.Helper()
-	var last string
-	for {
-		s, err := tb.simSnapshot()
-		if err == nil && cond(s) {
-			return s
-		}
-		if err != nil {
-			last = "error: " + err.Error()
-		} else {
-			last = s.String()
-		}
-		if time.Now().After(deadline) {
-			tb.t.Fatalf("tab %s: timed out waiting for %s; last state: %s", tb.name, what, last)
-		}
-		time.Sleep(pollInterval)
-	}
+	return poll(tb, deadline, what, tb.simSnapshot, cond)
 }
 
 // decodingAt tracks one tab's inbound video until it has decoded at the
