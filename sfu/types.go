@@ -10,14 +10,13 @@ import (
 
 // Sentinel errors callers branch on.
 var (
-	ErrRoomClosed          = errors.New("sfu: room closed")
-	ErrParticipantNotFound = errors.New("sfu: participant not found")
-	ErrTrackNotFound       = errors.New("sfu: track not found")
-	ErrNoPublisher         = errors.New("sfu: participant cannot publish")
-	ErrNoSubscriber        = errors.New("sfu: participant cannot subscribe")
-	ErrBadSDP              = errors.New("sfu: bad session description")
-	ErrClosed              = errors.New("sfu: closed")
-	ErrNotPublishing       = errors.New("sfu: participant publishes no tracks")
+	ErrRoomClosed    = errors.New("sfu: room closed")
+	ErrTrackNotFound = errors.New("sfu: track not found")
+	ErrNoPublisher   = errors.New("sfu: participant cannot publish")
+	ErrNoSubscriber  = errors.New("sfu: participant cannot subscribe")
+	ErrBadSDP        = errors.New("sfu: bad session description")
+	ErrClosed        = errors.New("sfu: closed")
+	ErrNotPublishing = errors.New("sfu: participant publishes no tracks")
 )
 
 // TrackInfo describes a published track.

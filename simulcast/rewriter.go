@@ -1,8 +1,8 @@
 // Package simulcast decides, per down track, which incoming stream to forward
 // and rewrites RTP headers so that the subscriber sees one continuous stream.
 //
-// This file holds the sequence-number and timestamp translation; layer
-// selection arrives with simulcast support.
+// This file holds the sequence-number and timestamp translation; vp8.go the
+// VP8 descriptor rewriting; selector.go the choice of layer.
 package simulcast
 
 // Rewriter maps incoming sequence numbers and timestamps of a source stream
