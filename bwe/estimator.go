@@ -62,7 +62,7 @@ const (
 	minProbeBackoff = time.Second
 	// maxProbeBackoff bounds the wait between failed probes: probing does not
 	// move layers, and a short wait finds returning capacity quickly.
-	maxProbeBackoff = 3 * time.Second
+	maxProbeBackoff = 2 * time.Second
 )
 
 type sentPacket struct {
@@ -123,11 +123,16 @@ type Estimator struct {
 	preProbeOK   bool      // the path was clean when the probe started
 	quietUntil   time.Time // after a failed probe: its queue drains, no delay reactions
 	probeStart   time.Time
-	probeFailed  bool // congestion seen during the probe
-	probeBest    float64
+	probeFailed  bool      // congestion seen during the probe
 	nextProbe    time.Time // no probe before this (backoff after a failure)
 	probeBackoff time.Duration
 	lastFailed   float64 // rate of the last failed probe
+	preProbeLoss float64 // smoothed loss when the probe started
+	// what became of the packets sent during the probe
+	probeAcked, probeLost, probeBytes int
+	probeFirstArr, probeLastArr       time.Time
+
+	ackBuf []ack // reused by parse
 }
 
 // NewEstimator returns an estimator starting at cfg.Initial.
@@ -164,21 +169,24 @@ func (e *Estimator) HasFeedback(now time.Time) bool {
 // congested, no probe is running, and the backoff after a failed probe at
 // a similar rate has passed.
 func (e *Estimator) CanProbe(rate int, now time.Time) bool {
-	if e.probeRate > 0 || e.state == StateDecrease || float64(rate) <= e.estimate {
-		return false
+	if e.probeRate > 0 || e.state == StateDecrease || float64(rate) <= e.estimate ||
+		e.queueDelay >= underuseDelay {
+		return false // a queue still draining would fail the probe
 	}
 	return !now.Before(e.nextProbe) || float64(rate) < 0.8*e.lastFailed
 }
 
 // StartProbe starts a probe towards rate (bits per second): the sender pads
 // its flow up to ProbeRate for ProbeDuration. A probe never more than
-// doubles the estimate, so reaching a far rate takes several probes. It
-// returns the probe's rate.
+// doubles the estimate, so reaching a far rate takes several probes. It returns the probe's rate.
 func (e *Estimator) StartProbe(rate int, now time.Time) int {
 	r := min(float64(rate), 2*e.estimate)
-	e.probeRate, e.probeStart, e.probeFailed, e.probeBest = r, now, false, 0
+	e.probeRate, e.probeStart, e.probeFailed = r, now, false
 	e.preProbe = e.estimate
 	e.preProbeOK = e.loss < lowLoss && e.queueDelay < underuseDelay
+	e.preProbeLoss = e.loss
+	e.probeAcked, e.probeLost, e.probeBytes = 0, 0, 0
+	e.probeFirstArr, e.probeLastArr = time.Time{}, time.Time{}
 	return int(r)
 }
 
@@ -201,13 +209,10 @@ func (e *Estimator) endProbe(now time.Time) {
 	if e.state == StateDecrease {
 		e.probeFailed = true
 	}
-	if e.state == StateHold || e.state == StateIncrease {
-		e.probeBest = max(e.probeBest, e.receiveRate)
-	}
 	if now.Sub(e.probeStart) < probeDuration+probeSettle && !e.probeFailed {
 		return
 	}
-	if !e.probeFailed && e.probeBest >= 0.85*e.probeRate {
+	if !e.probeFailed && e.probeDelivered() {
 		e.estimate = max(e.estimate, e.probeRate)
 		e.probeBackoff = 0
 		e.lastFailed = 0
@@ -224,6 +229,30 @@ func (e *Estimator) endProbe(now time.Time) {
 		e.lastFailed = e.probeRate
 	}
 	e.probeRate = 0
+}
+
+// probeDelivered reports whether the packets sent during the probe got
+// through at its rate: at least 90 % of it measured at the receiver, and
+// no more loss than before the probe (beyond 2 points). A bottleneck that
+// polices rather than queues shows up here, not in the delay.
+func (e *Estimator) probeDelivered() bool {
+	n := e.probeAcked + e.probeLost
+	if e.probeAcked < 5 || n == 0 {
+		return false
+	}
+	if float64(e.probeLost)/float64(n) > e.preProbeLoss+lowLoss {
+		return false
+	}
+	span := e.probeLastArr.Sub(e.probeFirstArr)
+	if span < probeDuration/2 {
+		return false
+	}
+	return float64(e.probeBytes*8)/span.Seconds() >= 0.9*e.probeRate
+}
+
+// inProbe reports whether a packet sent at at belongs to the running probe.
+func (e *Estimator) inProbe(at time.Time) bool {
+	return e.probeRate > 0 && !at.Before(e.probeStart) && at.Sub(e.probeStart) < probeDuration
 }
 
 // OnPacketSent records a packet carrying transport-wide sequence number seq.
@@ -312,9 +341,10 @@ func (e *Estimator) update(now time.Time) {
 	switch {
 	case (e.queueDelay > overuseDelay && rising) || e.reportLoss > highLoss:
 		e.state = StateDecrease
-		if probing || now.Sub(e.lastDecrease) < decreaseGap ||
-			(now.Before(e.quietUntil) && e.reportLoss <= highLoss) {
-			break // a probe's congestion ends the probe, not the media rate
+		if probing || now.Sub(e.lastDecrease) < decreaseGap || now.Before(e.quietUntil) {
+			// a probe's congestion (its queue, or what overflowed) ends the
+			// probe, not the media rate, which was fine before it
+			break
 		}
 		e.lastDecrease = now
 		target := e.estimate
@@ -347,7 +377,8 @@ func (e *Estimator) update(now time.Time) {
 // parse turns a feedback packet into acknowledged packets (in sequence
 // order, with arrival times) and the number of packets reported lost.
 func (e *Estimator) parse(fb *rtcp.TransportLayerCC) ([]ack, int) {
-	var acks []ack
+	acks := e.ackBuf[:0]
+	defer func() { e.ackBuf = acks[:0] }()
 	lost := 0
 	arrival := time.Duration(fb.ReferenceTime) * 64 * time.Millisecond
 	base := time.Unix(0, 0)
@@ -365,6 +396,9 @@ func (e *Estimator) parse(fb *rtcp.TransportLayerCC) ([]ack, int) {
 		case rtcp.TypeTCCPacketNotReceived:
 			if p := e.sent[s%historySize]; p.valid && p.seq == s {
 				lost++
+				if e.inProbe(p.at) {
+					e.probeLost++
+				}
 			}
 		case rtcp.TypeTCCPacketReceivedSmallDelta, rtcp.TypeTCCPacketReceivedLargeDelta:
 			if len(deltas) == 0 {
@@ -373,7 +407,20 @@ func (e *Estimator) parse(fb *rtcp.TransportLayerCC) ([]ack, int) {
 			arrival += time.Duration(deltas[0].Delta) * time.Microsecond
 			deltas = deltas[1:]
 			if p := e.sent[s%historySize]; p.valid && p.seq == s {
-				acks = append(acks, ack{sent: p, arrival: base.Add(arrival)})
+				at := base.Add(arrival)
+				acks = append(acks, ack{sent: p, arrival: at})
+				if e.inProbe(p.at) {
+					if e.probeAcked > 0 {
+						e.probeBytes += p.size // bytes after the first arrival
+					}
+					e.probeAcked++
+					if e.probeFirstArr.IsZero() || at.Before(e.probeFirstArr) {
+						e.probeFirstArr = at
+					}
+					if at.After(e.probeLastArr) {
+						e.probeLastArr = at
+					}
+				}
 			}
 		}
 	}

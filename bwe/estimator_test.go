@@ -1,6 +1,7 @@
 package bwe
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -84,6 +85,7 @@ type sample struct {
 	at       time.Duration
 	estimate int
 	rate     float64
+	dbg      string
 }
 
 // simulate runs an app-limited simulcast sender (it sends the best layer the
@@ -153,7 +155,9 @@ func simulate(t *testing.T, phases []phase) []sample {
 				pendingBase += uint16(n)
 			}
 			lastFB = now
-			out = append(out, sample{at: now.Sub(start), estimate: e.Estimate(), rate: layerRate})
+			st := e.Stats()
+			out = append(out, sample{at: now.Sub(start), estimate: e.Estimate(), rate: layerRate,
+				dbg: fmt.Sprintf("probe %d state %v q %v loss %.2f rl %.2f", e.ProbeRate(now), e.state, st.QueueDelay, st.Loss, e.reportLoss)})
 		}
 	}
 	return out

@@ -90,6 +90,11 @@ func (p *Participant) allocate(now time.Time) {
 	var estimate int
 	var estimated bool
 	p.bw.with(func(e *bwe.Estimator) { estimate, estimated = e.Estimate(), e.HasFeedback(now) })
+	if estimated {
+		p.rtxBudget.SetEstimate(estimate)
+	} else {
+		p.rtxBudget.SetEstimate(0)
+	}
 	estimated = estimated && !p.sfu.cfg.NoBandwidthAllocation
 
 	// the subscriber's settings, read under the lock
@@ -163,6 +168,17 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 // probe starts a bandwidth probe when a track is held back and the
 // estimator allows one: the busiest video down track pads its flow.
 func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.Demand, grants []bwe.Grant) {
+	if p.prober != nil {
+		running := 0
+		p.bw.with(func(e *bwe.Estimator) { running = e.ProbeRate(now) })
+		if running > 0 {
+			return
+		}
+		// the estimator ended the probe (early when it congested the
+		// path): stop the padding now rather than at its planned end
+		p.prober.Probe(0, 0)
+		p.prober = nil
+	}
 	next, used := bwe.NextStep(demands, grants)
 	if next == 0 {
 		return
@@ -185,6 +201,7 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 	})
 	if extra > 0 {
 		busiest.Probe(extra, bwe.ProbeDuration())
+		p.prober = busiest
 	}
 }
 

@@ -27,6 +27,8 @@ type DownTrackStats struct {
 	Dropped         uint64 // dropped because the subscriber was too slow
 	Retransmissions uint64 // packets resent in answer to NACKs
 	NACKsMissed     uint64 // NACKed packets no longer in the cache
+	NACKsStale      uint64 // NACKed packets too old or resent too often already
+	NACKsOverBudget uint64 // NACKs not answered: the connection's retransmission budget was spent
 	KeyframeAsks    uint64 // PLI/FIR received from the subscriber
 	LayerSwitches   uint64
 	PaddingPackets  uint64 // sent to probe for bandwidth
@@ -85,8 +87,12 @@ type DownTrack struct {
 	probing   probeReq
 	probeAt   time.Time
 	probeBank float64 // bytes of padding owed
+	inFrame   bool    // the last packet written did not end its frame
+
+	budget *RetransmitBudget // nil: unbounded
 
 	packets, dropped, rtx, nackMiss, kfAsks, switches, padded atomic.Uint64
+	rtxStale, rtxOverBudget                                   atomic.Uint64
 }
 
 // queued is one packet reference waiting for the writer.
@@ -120,8 +126,9 @@ func (d *DownTrack) Probe(rate int, dur time.Duration) {
 
 // rtxRecord remembers when a sequence number was last resent.
 type rtxRecord struct {
-	seq uint16
-	at  int64 // unix nanoseconds
+	seq   uint16
+	count uint8 // resends so far
+	at    int64 // unix nanoseconds of the last resend
 }
 
 // rtxHoldoff: a NACK repeated within this time of the last resend of the
@@ -145,7 +152,10 @@ type DownTrackOptions struct {
 	// OnLayer is called (from a media goroutine: it must not block) when
 	// the forwarded layer changes; -1 means nothing is forwarded (paused).
 	OnLayer func(layer int, reason string)
-	Logger  *slog.Logger
+	// Retransmit bounds the retransmissions of the subscriber's connection
+	// (shared by its down tracks); nil: unbounded.
+	Retransmit *RetransmitBudget
+	Logger     *slog.Logger
 }
 
 // NewDownTrack creates a down track of src for a subscriber and starts its
@@ -177,6 +187,7 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 		done:          make(chan struct{}),
 		dropThreshold: o.QueueSize / 2,
 		onLayer:       o.OnLayer,
+		budget:        o.Retransmit,
 	}
 	if d.onLayer == nil {
 		d.onLayer = func(int, string) {}
@@ -286,7 +297,7 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 func (d *DownTrack) Stats() DownTrackStats {
 	return DownTrackStats{
 		Packets: d.packets.Load(), Dropped: d.dropped.Load(), Retransmissions: d.rtx.Load(),
-		NACKsMissed: d.nackMiss.Load(), KeyframeAsks: d.kfAsks.Load(), LayerSwitches: d.switches.Load(),
+		NACKsMissed: d.nackMiss.Load(), NACKsStale: d.rtxStale.Load(), NACKsOverBudget: d.rtxOverBudget.Load(), KeyframeAsks: d.kfAsks.Load(), LayerSwitches: d.switches.Load(),
 		PaddingPackets: d.padded.Load(),
 	}
 }
@@ -405,9 +416,20 @@ func (d *DownTrack) askKeyframeLocked(l int) {
 	}
 }
 
+// padInterval paces a probe's padding between frames, so a probe's rate
+// does not depend on the frame rate.
+const padInterval = 5 * time.Millisecond
+
 func (d *DownTrack) writeLoop() {
 	defer d.wg.Done()
 	buf := make([]byte, maxPacketSize)
+	var pacer *time.Ticker
+	var tick <-chan time.Time // nil unless a probe runs
+	defer func() {
+		if pacer != nil {
+			pacer.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-d.done:
@@ -422,8 +444,26 @@ func (d *DownTrack) writeLoop() {
 		case m := <-d.ctrl:
 			if m.nack != nil {
 				d.retransmit(m.nack, buf)
+				continue
+			}
+			d.probing, d.probeAt, d.probeBank = m.probe, time.Now(), 0
+			if m.probe.rate <= 0 {
+				continue // stopped: the pacer stops at its next tick
+			}
+			if pacer == nil {
+				pacer = time.NewTicker(padInterval)
 			} else {
-				d.probing, d.probeAt, d.probeBank = m.probe, time.Now(), 0
+				pacer.Reset(padInterval)
+			}
+			tick = pacer.C
+		case now := <-tick:
+			if d.probing.rate == 0 {
+				pacer.Stop()
+				tick = nil
+				continue
+			}
+			if !d.inFrame {
+				d.pad(now)
 			}
 		}
 	}
@@ -476,6 +516,7 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 	}
 	d.lastWrite = now
 	d.send(hdr, buf[:n], &d.packets)
+	d.inFrame = d.isVideo && !hdr.Marker
 	if d.probing.rate > 0 && hdr.Marker {
 		// only between frames: a padding packet inside a frame's sequence
 		// range makes the frame unassemblable for the receiver
@@ -499,7 +540,11 @@ func (d *DownTrack) tsGap(now time.Time) uint32 {
 
 // send rewrites and writes one packet whose payload is in payload.
 func (d *DownTrack) send(hdr CachedPacket, payload []byte, counter *atomic.Uint64) {
-	seq, ts := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
+	seq, ts, ok := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
+	if !ok { // too late: its number may belong to another packet by now
+		d.dropped.Add(1)
+		return
+	}
 	if d.isVP8 {
 		d.vp8.Munge(payload)
 	}
@@ -537,12 +582,24 @@ func (d *DownTrack) pad(now time.Time) {
 	}
 }
 
+// maxResends bounds how often one packet is resent, and maxResendAge how
+// old (since it reached the SFU) a resent packet may be: beyond that it
+// arrives too late for the subscriber's jitter buffer and only adds load.
+const (
+	maxResends   = 8
+	maxResendAge = time.Second
+)
+
 func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 	up := d.src.Layer(d.layerOf)
-	now := time.Now().UnixNano()
+	at := time.Now()
+	now := at.UnixNano()
 	for _, out := range seqs {
 		r := &d.rtxAt[out&0xFF]
-		if r.seq == out && r.at != 0 && now-r.at < int64(rtxHoldoff) {
+		if r.seq != out {
+			*r = rtxRecord{seq: out}
+		}
+		if r.at != 0 && now-r.at < int64(rtxHoldoff) {
 			continue
 		}
 		in, ok := d.rw.Reverse(out)
@@ -555,7 +612,16 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 			d.nackMiss.Add(1)
 			continue
 		}
-		r.seq, r.at = out, now
+		if r.count >= maxResends || now-hdr.Arrival > int64(maxResendAge) {
+			d.rtxStale.Add(1)
+			continue
+		}
+		if !d.budget.Take(n+12, at) {
+			d.rtxOverBudget.Add(1)
+			continue
+		}
+		r.at = now
+		r.count++
 		// resend under the very number NACKed: the offset may have moved
 		// since (padding inserted by a probe)
 		if d.isVP8 {

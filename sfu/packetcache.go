@@ -20,6 +20,8 @@ type CachedPacket struct {
 	Keyframe bool
 	// FrameStart marks the first packet of a frame.
 	FrameStart bool
+	// Arrival is when the packet reached the SFU (unix nanoseconds).
+	Arrival int64
 }
 
 type cacheSlot struct {

@@ -41,6 +41,9 @@ type Participant struct {
 
 	expected atomic.Int32 // media sections the publisher negotiated
 	bw       *bandwidth   // the subscriber connection's estimator
+	// rtxBudget bounds the retransmissions sent on the subscriber connection
+	rtxBudget RetransmitBudget
+	prober    *DownTrack // padding for the running probe; owned by the control loop
 
 	mu        sync.Mutex
 	closed    bool
@@ -377,7 +380,7 @@ func (p *Participant) subscribe(t *PublishedTrack) bool {
 		p.sub = pc
 	}
 	trackID := t.info.ID
-	d := NewDownTrack(t, DownTrackOptions{Logger: p.log, OnLayer: func(layer int, reason string) {
+	d := NewDownTrack(t, DownTrackOptions{Logger: p.log, Retransmit: &p.rtxBudget, OnLayer: func(layer int, reason string) {
 		p.postLayer(trackID, layer, reason)
 	}})
 	sender, err := p.addDownTrack(d)

@@ -195,7 +195,8 @@ func (t *UpTrack) handlePacket(b []byte) {
 		return
 	}
 	t.ssrc.Store(r.ssrc)
-	t.lastPacket.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	t.lastPacket.Store(now)
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(b)))
 
@@ -212,6 +213,7 @@ func (t *UpTrack) handlePacket(b []byte) {
 		PaddingSize: r.paddingSize,
 		FrameStart:  frameStart || !t.isVideo,
 		Keyframe:    !t.isVideo || (len(r.payload) > 0 && t.isKeyframe(r.payload)),
+		Arrival:     now,
 	}
 	if t.isVideo && p.Keyframe && frameStart {
 		t.keyframeArrived()

@@ -73,14 +73,32 @@ func (r *Rewriter) Insert() (uint16, uint32) {
 	return r.lastSeq, r.lastTS
 }
 
-// Rewrite maps an incoming packet's seq/ts to outgoing values.
-func (r *Rewriter) Rewrite(seq uint16, ts uint32) (uint16, uint32) {
-	outSeq, outTS := seq+r.seqOffset, ts+r.tsOffset
+// Rewrite maps an incoming packet's seq/ts to outgoing values. A packet
+// older than the current segment (reordered on its way in, behind a padding
+// insert or a re-anchor) keeps the numbers of the segment it belongs to; it
+// is refused (ok false) when no segment covers it, since its number may
+// already have been given to another packet.
+func (r *Rewriter) Rewrite(seq uint16, ts uint32) (outSeq uint16, outTS uint32, ok bool) {
+	outSeq, outTS = seq+r.seqOffset, ts+r.tsOffset
 	if seqNewer(outSeq, r.lastSeq) {
-		r.lastSeq = outSeq
-		r.lastTS = outTS
+		r.lastSeq, r.lastTS = outSeq, outTS
+		if r.lastSeq-r.firstSeq >= 0x4000 {
+			// keep the segment's start within reach of sequence arithmetic;
+			// packets that far back are of no use to anyone
+			r.firstSeq, r.nseg = r.lastSeq-0x2000, 0
+		}
+		return outSeq, outTS, true
 	}
-	return outSeq, outTS
+	if outSeq-r.firstSeq < 0x8000 {
+		return outSeq, outTS, true // late, but inside the current segment
+	}
+	for i := r.nseg - 1; i >= 0; i-- {
+		s := r.segs[i]
+		if seq-(s.first-s.offset) <= s.last-s.first {
+			return seq + s.offset, outTS, true
+		}
+	}
+	return 0, 0, false
 }
 
 // Reverse maps an outgoing sequence number (from a subscriber's NACK) back to

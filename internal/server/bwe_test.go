@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/chorus-sfu/chorus/sfu"
 	"github.com/chorus-sfu/chorus/signaling"
 	"github.com/chorus-sfu/chorus/signaling/client"
 )
@@ -140,10 +141,16 @@ func adaptationTimeline(b *testing.B) {
 				if len(fs) > 0 {
 					layer = layerOf(fs[len(fs)-1])
 				}
+				var ds sfu.DownTrackStats
+				for _, d := range sp.Subscriptions() {
+					if d.Kind() == webrtc.RTPCodecTypeVideo {
+						ds = d.Stats()
+					}
+				}
 				tlMu.Lock()
-				timeline = append(timeline, fmt.Sprintf("%5.1fs cap %5d kbit/s estimate %5d kbit/s layer %d queue %v loss %.2f",
+				timeline = append(timeline, fmt.Sprintf("%5.1fs cap %5d kbit/s estimate %5d kbit/s layer %d queue %v loss %.2f sent %d rtx %d padding %d",
 					time.Since(start).Seconds(), pol.rate.Load()/1000, st.Estimate/1000, layer,
-					st.QueueDelay.Round(time.Millisecond), st.Loss))
+					st.QueueDelay.Round(time.Millisecond), st.Loss, ds.Packets, ds.Retransmissions, ds.PaddingPackets))
 				tlMu.Unlock()
 			}
 		}

@@ -1,0 +1,61 @@
+package sfu
+
+import (
+	"sync"
+	"time"
+)
+
+// RetransmitBudget bounds the rate of retransmissions a subscriber
+// connection receives. Without a bound, a link that loses packets because
+// it is full is sent more packets (the retransmissions), loses more, is
+// NACKed more: a congestion collapse. The control loop sets the rate from
+// the bandwidth estimate; the down tracks' writers take from it.
+type RetransmitBudget struct {
+	mu     sync.Mutex
+	rate   float64 // bits per second; 0: unlimited
+	tokens float64 // bits
+	last   time.Time
+}
+
+// retransmitShare is the part of a connection's estimate retransmissions
+// may use; retransmitFloor the least they may always use.
+const (
+	retransmitShare = 0.25
+	retransmitFloor = 64_000
+)
+
+// SetEstimate sets the budget from the connection's estimate (bits per
+// second); 0 removes the bound.
+func (b *RetransmitBudget) SetEstimate(estimate int) {
+	rate := 0.0
+	if estimate > 0 {
+		rate = max(retransmitFloor, retransmitShare*float64(estimate))
+	}
+	b.mu.Lock()
+	b.rate = rate
+	b.mu.Unlock()
+}
+
+// Take reports whether a packet of size bytes may be resent now, and
+// accounts for it if so. Up to 100 ms of the rate may be spent at once.
+func (b *RetransmitBudget) Take(size int, now time.Time) bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.rate == 0 {
+		return true
+	}
+	if !b.last.IsZero() {
+		b.tokens += b.rate * now.Sub(b.last).Seconds()
+	}
+	b.last = now
+	b.tokens = min(b.tokens, b.rate/10)
+	bits := float64(size * 8)
+	if b.tokens < bits {
+		return false
+	}
+	b.tokens -= bits
+	return true
+}

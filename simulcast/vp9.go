@@ -1,0 +1,129 @@
+package simulcast
+
+// VP9 payload descriptor (RFC 9628 section 4.2) fields that a decoder
+// expects to be continuous: the picture ID and, in non-flexible mode, the
+// TL0PICIDX. When a down track switches from one simulcast stream to
+// another, each stream has its own numbering; VP9Munger rewrites them so that
+// the numbering the subscriber sees continues across the switch. Reference
+// indices (P_DIFF) are differences and the scalability structure describes
+// the stream, so both are left as they are.
+
+// vp9Fields locates the rewritable fields of one descriptor.
+type vp9Fields struct {
+	pidOff   int  // offset of the picture ID, -1 when absent
+	pid15    bool // 15-bit picture ID (M bit)
+	tl0Off   int  // offset of TL0PICIDX, -1 when absent
+	pid      uint16
+	tl0      uint8
+	hasField bool
+}
+
+// parseVP9Fields reads the first byte, the picture ID and the layer indices;
+// it reports false when they are truncated.
+func parseVP9Fields(p []byte) (f vp9Fields, ok bool) {
+	f.pidOff, f.tl0Off = -1, -1
+	if len(p) < 1 {
+		return f, false
+	}
+	b0 := p[0]
+	i := 1
+	if b0&0x80 != 0 { // I
+		if len(p) <= i {
+			return f, false
+		}
+		f.pidOff = i
+		if p[i]&0x80 != 0 { // M
+			if len(p) <= i+1 {
+				return f, false
+			}
+			f.pid15 = true
+			f.pid = uint16(p[i]&0x7F)<<8 | uint16(p[i+1])
+			i += 2
+		} else {
+			f.pid = uint16(p[i] & 0x7F)
+			i++
+		}
+	}
+	if b0&0x20 != 0 { // L: TID/U/SID/D, then TL0PICIDX unless flexible (F)
+		if len(p) <= i {
+			return f, false
+		}
+		i++
+		if b0&0x10 == 0 {
+			if len(p) <= i {
+				return f, false
+			}
+			f.tl0Off = i
+			f.tl0 = p[i]
+		}
+	}
+	f.hasField = f.pidOff >= 0 || f.tl0Off >= 0
+	return f, true
+}
+
+// VP9Munger keeps VP9 numbering continuous for one down track. It is owned
+// by the down track's writer goroutine.
+type VP9Munger struct {
+	started          bool
+	pidOff           uint16
+	tl0Off           uint8
+	lastPID          uint16
+	lastTL0          uint8
+	havePID, haveTL0 bool
+}
+
+// Switch re-anchors the numbering on a new source whose first packet (a
+// keyframe) is p, so that its numbers follow the last ones written.
+func (m *VP9Munger) Switch(p []byte) {
+	f, ok := parseVP9Fields(p)
+	if !ok {
+		return
+	}
+	if !m.started {
+		m.started = true
+		m.pidOff, m.tl0Off = 0, 0
+		return
+	}
+	if f.pidOff >= 0 && m.havePID {
+		m.pidOff = m.lastPID + 1 - f.pid
+	}
+	if f.tl0Off >= 0 && m.haveTL0 {
+		m.tl0Off = m.lastTL0 + 1 - f.tl0
+	}
+}
+
+// Munge rewrites p's descriptor in place with the current offsets and
+// remembers its numbers as the last written.
+func (m *VP9Munger) Munge(p []byte) { m.munge(p, true) }
+
+// MungeOld rewrites a packet sent before (a retransmission) without
+// taking its older numbers as the last written.
+func (m *VP9Munger) MungeOld(p []byte) { m.munge(p, false) }
+
+func (m *VP9Munger) munge(p []byte, record bool) {
+	f, ok := parseVP9Fields(p)
+	if !ok || !f.hasField {
+		return
+	}
+	if f.pidOff >= 0 {
+		var pid uint16
+		if f.pid15 {
+			pid = (f.pid + m.pidOff) & 0x7FFF
+			p[f.pidOff] = 0x80 | byte(pid>>8)
+			p[f.pidOff+1] = byte(pid)
+		} else {
+			pid = (f.pid + m.pidOff) & 0x7F
+			p[f.pidOff] = byte(pid)
+		}
+		if record {
+			m.lastPID, m.havePID = pid, true
+		}
+	}
+	if f.tl0Off >= 0 {
+		v := f.tl0 + m.tl0Off
+		p[f.tl0Off] = v
+		if record {
+			m.lastTL0, m.haveTL0 = v, true
+		}
+	}
+}
