@@ -21,8 +21,11 @@ const (
 // TrackSettings are a subscriber's wishes for one track. Nil fields are left
 // unchanged.
 type TrackSettings struct {
-	MaxLayer *int  // highest simulcast layer wanted (0 lowest)
-	Paused   *bool // receive nothing
+	MaxLayer *int // highest simulcast layer wanted (0 lowest)
+	// MaxHeight: the highest layer whose frames are at most this many
+	// pixels high (0: no limit). Combined with MaxLayer, the lower wins.
+	MaxHeight *int
+	Paused    *bool // receive nothing
 }
 
 // SetTrackSettings applies a subscriber's settings for one of its
@@ -34,14 +37,13 @@ func (p *Participant) SetTrackSettings(trackID string, s TrackSettings) error {
 		if s.MaxLayer != nil {
 			sub.maxLayer = max(0, min(*s.MaxLayer, MaxLayers-1))
 		}
+		if s.MaxHeight != nil {
+			sub.maxHeight = max(0, *s.MaxHeight)
+		}
 		if s.Paused != nil {
 			sub.paused = *s.Paused
 		}
-		pref := int32(sub.maxLayer)
-		if sub.paused {
-			pref = -1
-		}
-		sub.down.pref.Store(pref)
+		sub.storePrefLocked()
 	}
 	p.mu.Unlock()
 	if !ok {
@@ -49,6 +51,26 @@ func (p *Participant) SetTrackSettings(trackID string, s TrackSettings) error {
 	}
 	p.decide(time.Now(), sub)
 	return nil
+}
+
+// limitLocked is the highest layer the subscriber accepts: its maximum
+// layer, lowered to what its maximum height allows; p.mu is held.
+func (s *subscription) limitLocked() int {
+	l := s.maxLayer
+	if s.maxHeight > 0 {
+		l = min(l, s.down.src.layerForHeight(s.maxHeight))
+	}
+	return l
+}
+
+// storePrefLocked publishes the subscriber's limit to the down track (read
+// by the publisher-side layer savings); p.mu is held.
+func (s *subscription) storePrefLocked() {
+	pref := int32(s.limitLocked())
+	if s.paused {
+		pref = -1
+	}
+	s.down.pref.Store(pref)
 }
 
 // controlLoop revisits the layer of every video subscription periodically:
@@ -105,7 +127,8 @@ func (p *Participant) allocate(now time.Time) {
 	wishes := make([]wish, len(subs))
 	p.mu.Lock()
 	for i, s := range subs {
-		wishes[i] = wish{s.maxLayer, s.paused}
+		wishes[i] = wish{s.limitLocked(), s.paused}
+		s.storePrefLocked() // a layer's size may have become known
 	}
 	p.mu.Unlock()
 	demands := make([]bwe.Demand, len(subs))
@@ -210,7 +233,7 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 func (p *Participant) decide(now time.Time, s *subscription) {
 	d := s.down
 	p.mu.Lock()
-	maxLayer, paused, grant, hasGrant := s.maxLayer, s.paused, s.grant, s.hasGrant
+	maxLayer, paused, grant, hasGrant := s.limitLocked(), s.paused, s.grant, s.hasGrant
 	p.mu.Unlock()
 	if d.Kind() != webrtc.RTPCodecTypeVideo { // audio: only the subscriber's pause
 		if paused != d.paused.Load() {

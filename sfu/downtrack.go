@@ -49,7 +49,6 @@ type DownTrack struct {
 	id      string
 	stream  string
 	isVideo bool
-	isVP8   bool
 	log     *slog.Logger
 
 	queue chan queued
@@ -77,10 +76,10 @@ type DownTrack struct {
 
 	// writer state, owned by the writer goroutine
 	rw        simulcast.Rewriter
-	vp8       simulcast.VP8Munger
-	resync    bool       // packets were lost to the cache: resume at a keyframe
-	resyncAsk time.Time  // when a keyframe was last asked for the resync
-	hdr       rtp.Header // reused for every write: writers consume it synchronously
+	munger    simulcast.Munger // nil: the codec has no numbering to rewrite
+	resync    bool             // packets were lost to the cache: resume at a keyframe
+	resyncAsk time.Time        // when a keyframe was last asked for the resync
+	hdr       rtp.Header       // reused for every write: writers consume it synchronously
 	lastWrite time.Time
 	layerOf   int // layer of the last packet written
 	rtxAt     [256]rtxRecord
@@ -180,7 +179,7 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 		id:            src.info.ID,
 		stream:        src.info.ParticipantID,
 		isVideo:       isVideo,
-		isVP8:         strings.EqualFold(src.codec.MimeType, MimeVP8),
+		munger:        simulcast.NewMunger(src.codec.MimeType),
 		log:           o.Logger.With("track", src.info.ID),
 		queue:         make(chan queued, o.QueueSize),
 		ctrl:          make(chan ctrlMsg, 16),
@@ -506,8 +505,8 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 		} else {
 			d.rw.SwitchSource(hdr.SeqNum, hdr.Timestamp, d.tsGap(now))
 		}
-		if d.isVP8 {
-			d.vp8.Switch(buf[:n])
+		if d.munger != nil {
+			d.munger.Switch(buf[:n])
 		}
 		d.layerOf = int(q.layer)
 	} else if int(q.layer) != d.layerOf {
@@ -545,8 +544,8 @@ func (d *DownTrack) send(hdr CachedPacket, payload []byte, counter *atomic.Uint6
 		d.dropped.Add(1)
 		return
 	}
-	if d.isVP8 {
-		d.vp8.Munge(payload)
+	if d.munger != nil {
+		d.munger.Munge(payload)
 	}
 	if d.write(hdr, seq, ts, payload) {
 		counter.Add(1)
@@ -624,8 +623,8 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 		r.count++
 		// resend under the very number NACKed: the offset may have moved
 		// since (padding inserted by a probe)
-		if d.isVP8 {
-			d.vp8.MungeOld(buf[:n])
+		if d.munger != nil {
+			d.munger.MungeOld(buf[:n])
 		}
 		if d.write(hdr, out, d.rw.TS(hdr.Timestamp), buf[:n]) {
 			d.rtx.Add(1)

@@ -14,12 +14,13 @@ import (
 )
 
 type subscription struct {
-	down     *DownTrack
-	sender   *webrtc.RTPSender
-	maxLayer int  // the subscriber's limit
-	paused   bool // the subscriber paused the track
-	grant    bwe.Grant
-	hasGrant bool // grant is the bandwidth allocator's last word
+	down      *DownTrack
+	sender    *webrtc.RTPSender
+	maxLayer  int  // the subscriber's limit
+	maxHeight int  // the subscriber's height limit, 0: none
+	paused    bool // the subscriber paused the track
+	grant     bwe.Grant
+	hasGrant  bool // grant is the bandwidth allocator's last word
 }
 
 // Participant is a room member with up to two PeerConnections: a publisher

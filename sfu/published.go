@@ -69,6 +69,30 @@ func (t *PublishedTrack) neededTop() int {
 	return top
 }
 
+// layerForHeight is the highest layer whose keyframes are at most h pixels
+// high: layers whose size is not known yet are skipped, and when no size
+// is known at all there is no limit (the top layer). When every known
+// layer is higher than h, the lowest layer.
+func (t *PublishedTrack) layerForHeight(h int) int {
+	known := false
+	for l := MaxLayers - 1; l >= 0; l-- {
+		u := t.Layer(l)
+		if u == nil {
+			continue
+		}
+		if _, lh := u.Size(); lh > 0 {
+			known = true
+			if lh <= h {
+				return l
+			}
+		}
+	}
+	if !known {
+		return MaxLayers - 1
+	}
+	return 0
+}
+
 // layerCount is the number of layers the publisher sends.
 func (t *PublishedTrack) layerCount() int {
 	n := 0

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/simulcast"
 )
 
 // RTPSource is where an up track reads its packets from (a *webrtc.TrackRemote
@@ -42,8 +44,9 @@ type UpTrack struct {
 	log        *slog.Logger
 
 	ssrc       atomic.Uint32
-	lastPacket atomic.Int64 // unix nanoseconds of the last packet
-	layer      int          // simulcast layer index, set before ReadLoop starts
+	lastPacket atomic.Int64  // unix nanoseconds of the last packet
+	size       atomic.Uint32 // width<<16 | height of the last keyframe
+	layer      int           // simulcast layer index, set before ReadLoop starts
 	downs      atomic.Pointer[[]*DownTrack]
 	rateMu     sync.Mutex // guards the bitrate meter
 	rateAt     time.Time
@@ -140,6 +143,13 @@ func (t *UpTrack) activeSince(since time.Time) bool {
 	return t.lastPacket.Load() >= since.UnixNano()
 }
 
+// Size is the coded size of the layer's last keyframe (0, 0 before one
+// was seen or when the codec's keyframes do not say).
+func (t *UpTrack) Size() (w, h int) {
+	v := t.size.Load()
+	return int(v >> 16), int(v & 0xFFFF)
+}
+
 // Codec is the publisher's negotiated codec.
 func (t *UpTrack) Codec() webrtc.RTPCodecParameters { return t.codec }
 
@@ -217,6 +227,9 @@ func (t *UpTrack) handlePacket(b []byte) {
 	}
 	if t.isVideo && p.Keyframe && frameStart {
 		t.keyframeArrived()
+		if w, h, ok := simulcast.FrameSize(t.codec.MimeType, r.payload); ok {
+			t.size.Store(uint32(w)<<16 | uint32(h))
+		}
 	}
 	if !t.cache.Put(p, r.payload) {
 		t.malformed.Add(1)

@@ -77,6 +77,7 @@ type Message struct {
 	TrackID   string                   `json:"trackId,omitempty"`
 	Muted     *bool                    `json:"muted,omitempty"`
 	MaxLayer  *int                     `json:"maxLayer,omitempty"`
+	MaxHeight *int                     `json:"maxHeight,omitempty"`
 	Paused    *bool                    `json:"paused,omitempty"`
 	Layer     *int                     `json:"layer,omitempty"`
 	Reason    string                   `json:"reason,omitempty"`
@@ -172,11 +173,14 @@ func Decode(data []byte) (Message, error) {
 			return m, protoErr(CodeBadRequest, "mute needs trackId and muted")
 		}
 	case TypeTrackSettings:
-		if m.TrackID == "" || (m.MaxLayer == nil && m.Paused == nil) {
-			return m, protoErr(CodeBadRequest, "trackSettings needs trackId and maxLayer or paused")
+		if m.TrackID == "" || (m.MaxLayer == nil && m.MaxHeight == nil && m.Paused == nil) {
+			return m, protoErr(CodeBadRequest, "trackSettings needs trackId and maxLayer, maxHeight or paused")
 		}
 		if m.MaxLayer != nil && (*m.MaxLayer < 0 || *m.MaxLayer > 2) {
 			return m, protoErr(CodeBadRequest, "maxLayer must be 0, 1 or 2")
+		}
+		if m.MaxHeight != nil && (*m.MaxHeight < 0 || *m.MaxHeight > 16384) {
+			return m, protoErr(CodeBadRequest, "maxHeight must be between 0 (no limit) and 16384")
 		}
 	case TypeLeave, TypePing:
 	default:

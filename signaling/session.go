@@ -300,7 +300,7 @@ func (s *session) handle(m Message) bool {
 			s.sendError(m.ID, err)
 		}
 	case TypeTrackSettings:
-		if err := s.p.SetTrackSettings(m.TrackID, sfu.TrackSettings{MaxLayer: m.MaxLayer, Paused: m.Paused}); err != nil {
+		if err := s.p.SetTrackSettings(m.TrackID, sfu.TrackSettings{MaxLayer: m.MaxLayer, MaxHeight: m.MaxHeight, Paused: m.Paused}); err != nil {
 			s.sendError(m.ID, err)
 		}
 	}

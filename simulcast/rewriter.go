@@ -5,6 +5,8 @@
 // VP8 descriptor rewriting; selector.go the choice of layer.
 package simulcast
 
+import "strings"
+
 // Rewriter maps incoming sequence numbers and timestamps of a source stream
 // onto one continuous outgoing stream. It is owned by a single goroutine (the
 // down track's writer) and is not safe for concurrent use.
@@ -124,6 +126,29 @@ func (r *Rewriter) Reverse(outSeq uint16) (uint16, bool) {
 // TS maps an incoming timestamp with the current offset (for resending a
 // packet under the sequence number a subscriber NACKed).
 func (r *Rewriter) TS(ts uint32) uint32 { return ts + r.tsOffset }
+
+// Munger keeps a codec's own numbering (carried in its payload descriptor)
+// continuous across layer switches; VP8Munger and VP9Munger implement it.
+type Munger interface {
+	// Switch re-anchors on a new source whose first packet is p.
+	Switch(p []byte)
+	// Munge rewrites a packet in place and records its numbers.
+	Munge(p []byte)
+	// MungeOld rewrites a packet sent before (a retransmission).
+	MungeOld(p []byte)
+}
+
+// NewMunger returns the munger for a codec (mime type such as
+// "video/VP8"), or nil when the codec has no numbering to rewrite.
+func NewMunger(mime string) Munger {
+	switch {
+	case strings.EqualFold(mime, "video/VP8"):
+		return &VP8Munger{}
+	case strings.EqualFold(mime, "video/VP9"):
+		return &VP9Munger{}
+	}
+	return nil
+}
 
 // seqNewer reports whether a is after b in RTP sequence space (RFC 3550).
 func seqNewer(a, b uint16) bool {

@@ -18,7 +18,10 @@ import (
 
 // Payload layout after the codec header: 4-byte index, 8-byte send time (ns).
 const (
-	vp8HeaderLen = 2
+	// vp8HeaderLen: the codec bytes before the frame number: for VP8 a
+	// one-byte descriptor and a keyframe's 10-byte header (frame tag, start
+	// code, size), so that the SFU can read a layer's size.
+	vp8HeaderLen = 11
 	infoLen      = 12
 )
 
@@ -38,6 +41,7 @@ type Source struct {
 	plis      int
 	rrs       int
 	plisCh    chan struct{}
+	width, height int // written into VP8 keyframes
 	// simulcast header extensions (pion's sender does not add them)
 	mid          string
 	midID, ridID uint8
@@ -49,6 +53,13 @@ type Source struct {
 func (s *Source) SetSimulcastHeader(mid string, midID, ridID int) {
 	s.mu.Lock()
 	s.mid, s.midID, s.ridID = mid, uint8(midID), uint8(ridID)
+	s.mu.Unlock()
+}
+
+// SetFrameSize sets the size VP8 keyframes declare.
+func (s *Source) SetFrameSize(w, h int) {
+	s.mu.Lock()
+	s.width, s.height = w, h
 	s.mu.Unlock()
 }
 
@@ -69,7 +80,7 @@ func NewVideoSourceCodec(c webrtc.RTPCodecCapability, id, stream string, size in
 }
 
 // NewSimulcastSources returns one VP8 source per rid, all layers of one
-// track. Layer i numbers its frames from i*LayerIndexBase, so a receiver
+// track, declaring 320x180, 640x360, 1280x720... in their keyframes. Layer i numbers its frames from i*LayerIndexBase, so a receiver
 // can tell which layer a frame came from.
 func NewSimulcastSources(id, stream string, rids []string, size int) ([]*Source, error) {
 	var out []*Source
@@ -81,6 +92,7 @@ func NewSimulcastSources(id, stream string, rids []string, size int) ([]*Source,
 		}
 		out = append(out, &Source{Track: t, isVideo: true, mime: webrtc.MimeTypeVP8, size: max(size, vp8HeaderLen+infoLen),
 			keyNeeded: true, plisCh: make(chan struct{}, 1), next: uint32(i) * LayerIndexBase,
+			width: 320 << i, height: 180 << i,
 			seq: uint16(i * 10000), ts: uint32(i) * 1_000_000})
 	}
 	return out, nil
@@ -138,12 +150,18 @@ func (s *Source) WriteFrame() (uint32, error) {
 		_ = hdr.SetExtension(s.midID, []byte(s.mid))
 		_ = hdr.SetExtension(s.ridID, []byte(s.Track.RID()))
 	}
+	w, h := s.width, s.height
 	s.mu.Unlock()
 
 	payload := make([]byte, s.size)
 	off := 0
 	if s.isVideo {
 		payload[0], payload[1] = codecHeader(s.mime, key)
+		if key && s.mime == webrtc.MimeTypeVP8 {
+			// frame tag (keyframe, shown), start code, 14-bit width and height
+			payload[1] = 0x10
+			copy(payload[4:], []byte{0x9d, 0x01, 0x2a, byte(w), byte(w >> 8), byte(h), byte(h >> 8)})
+		}
 		off = vp8HeaderLen
 	}
 	binary.BigEndian.PutUint32(payload[off:], idx)

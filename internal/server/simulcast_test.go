@@ -166,3 +166,31 @@ func TestPublisherAskedToPauseUnusedLayers(t *testing.T) {
 	pub.wait(ctx, "publisherLayers [q h f]", layersEvent([]bool{true, true, true}))
 	t.Logf("resumed %v after a subscriber asked for the top layer", time.Since(asked).Round(time.Millisecond))
 }
+
+// A subscriber can limit a track by frame height: the server picks the
+// highest layer whose keyframes are at most that high.
+func TestSimulcastMaxHeight(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 60*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+	pub.publishSimulcast(ctx, 600, [3]time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond})
+	v := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	trackID := v.Track.ID()
+	waitLayer(t, ctx, v, 2, 20) // 1280x720
+	for _, c := range []struct{ height, layer int }{{360, 1}, {359, 0}, {100, 0}, {720, 2}, {500, 1}, {0, 2}} {
+		if err := sub.c.SetMaxHeight(trackID, c.height); err != nil {
+			t.Fatal(err)
+		}
+		waitLayer(t, ctx, v, c.layer, 20)
+	}
+	// the lower of maxLayer and maxHeight wins
+	zero := 0
+	if err := sub.c.SetTrackSettings(trackID, &zero, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.c.SetMaxHeight(trackID, 720); err != nil {
+		t.Fatal(err)
+	}
+	waitLayer(t, ctx, v, 0, 20)
+}

@@ -227,6 +227,12 @@ func (c *Client) SetTrackSettings(trackID string, maxLayer *int, paused *bool) e
 	return c.Send(signaling.Message{Type: signaling.TypeTrackSettings, TrackID: trackID, MaxLayer: maxLayer, Paused: paused})
 }
 
+// SetMaxHeight asks for the highest layer of a track whose frames are at
+// most h pixels high (0: no limit).
+func (c *Client) SetMaxHeight(trackID string, h int) error {
+	return c.Send(signaling.Message{Type: signaling.TypeTrackSettings, TrackID: trackID, MaxHeight: &h})
+}
+
 // SetSource declares what a track about to be published shows ("camera",
 // "screen", "microphone"); it is sent with the next publisher offer.
 func (c *Client) SetSource(trackID, source string) {
