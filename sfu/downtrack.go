@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ type DownTrackStats struct {
 	Packets         uint64
 	Dropped         uint64 // dropped because the subscriber was too slow
 	Retransmissions uint64 // packets resent in answer to NACKs
+	RTXPackets      uint64 // of those, sent on the RTX stream (RFC 4588)
 	NACKsMissed     uint64 // NACKed packets no longer in the cache
 	NACKsStale      uint64 // NACKed packets too old or resent too often already
 	NACKsOverBudget uint64 // NACKs not answered: the connection's retransmission budget was spent
@@ -83,6 +85,7 @@ type DownTrack struct {
 	lastWrite time.Time
 	layerOf   int // layer of the last packet written
 	rtxAt     [256]rtxRecord
+	rtxSeq    uint16 // sequence number of the RTX stream
 	probing   probeReq
 	probeAt   time.Time
 	probeBank float64 // bytes of padding owed
@@ -91,7 +94,7 @@ type DownTrack struct {
 	budget *RetransmitBudget // nil: unbounded
 
 	packets, dropped, rtx, nackMiss, kfAsks, switches, padded atomic.Uint64
-	rtxStale, rtxOverBudget                                   atomic.Uint64
+	rtxStale, rtxOverBudget, rtxStream                        atomic.Uint64
 }
 
 // queued is one packet reference waiting for the writer.
@@ -139,6 +142,10 @@ type binding struct {
 	writer webrtc.TrackLocalWriter
 	ssrc   uint32
 	pt     uint8
+	// retransmissions go on their own stream when the subscriber
+	// negotiated RTX (RFC 4588); rtxSSRC 0: resent on the media stream
+	rtxSSRC uint32
+	rtxPT   uint8
 }
 
 // DownTrackOptions configures a DownTrack.
@@ -272,7 +279,16 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if !codecCarries(c, d.src.codec) {
 			continue
 		}
-		d.binding.Store(&binding{writer: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
+		b := &binding{writer: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)}
+		if rtxSSRC := uint32(ctx.SSRCRetransmission()); rtxSSRC != 0 {
+			apt := fmt.Sprintf("apt=%d", c.PayloadType)
+			for _, r := range codecs {
+				if strings.EqualFold(r.MimeType, webrtc.MimeTypeRTX) && fmtpHas(r.SDPFmtpLine, apt) {
+					b.rtxSSRC, b.rtxPT = rtxSSRC, uint8(r.PayloadType)
+				}
+			}
+		}
+		d.binding.Store(b)
 		d.bound.Store(true)
 		if w := d.wantedLayer(); w >= 0 && d.isVideo {
 			d.src.Layer(w).RequestKeyframe()
@@ -295,7 +311,7 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 // Stats returns the track's counters.
 func (d *DownTrack) Stats() DownTrackStats {
 	return DownTrackStats{
-		Packets: d.packets.Load(), Dropped: d.dropped.Load(), Retransmissions: d.rtx.Load(),
+		Packets: d.packets.Load(), Dropped: d.dropped.Load(), Retransmissions: d.rtx.Load(), RTXPackets: d.rtxStream.Load(),
 		NACKsMissed: d.nackMiss.Load(), NACKsStale: d.rtxStale.Load(), NACKsOverBudget: d.rtxOverBudget.Load(), KeyframeAsks: d.kfAsks.Load(), LayerSwitches: d.switches.Load(),
 		PaddingPackets: d.padded.Load(),
 	}
@@ -421,7 +437,7 @@ const padInterval = 5 * time.Millisecond
 
 func (d *DownTrack) writeLoop() {
 	defer d.wg.Done()
-	buf := make([]byte, maxPacketSize)
+	buf := make([]byte, maxPacketSize+2) // +2: room for an RTX header
 	var pacer *time.Ticker
 	var tick <-chan time.Time // nil unless a probe runs
 	defer func() {
@@ -606,7 +622,9 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 			d.nackMiss.Add(1)
 			continue
 		}
-		hdr, n, ok := up.cache.Get(in, buf)
+		// read two bytes in: an RTX payload starts with the original
+		// sequence number
+		hdr, n, ok := up.cache.Get(in, buf[2:])
 		if !ok {
 			d.nackMiss.Add(1)
 			continue
@@ -624,9 +642,9 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 		// resend under the very number NACKed: the offset may have moved
 		// since (padding inserted by a probe)
 		if d.munger != nil {
-			d.munger.MungeOld(buf[:n])
+			d.munger.MungeOld(buf[2 : 2+n])
 		}
-		if d.write(hdr, out, d.rw.TS(hdr.Timestamp), buf[:n]) {
+		if d.writeRTX(hdr, out, d.rw.TS(hdr.Timestamp), buf[:2+n]) {
 			d.rtx.Add(1)
 		}
 	}
@@ -648,6 +666,32 @@ func (d *DownTrack) write(hdr CachedPacket, seq uint16, ts uint32, payload []byt
 		SSRC:           b.ssrc,
 	}
 	_, err := b.writer.WriteRTP(&d.hdr, payload)
+	return err == nil
+}
+
+// writeRTX resends a packet: on the RTX stream when negotiated (buf holds
+// two free bytes for the original sequence number, then the payload), else
+// on the media stream under its own number.
+func (d *DownTrack) writeRTX(hdr CachedPacket, seq uint16, ts uint32, buf []byte) bool {
+	b := d.binding.Load()
+	if b == nil {
+		return false
+	}
+	if b.rtxSSRC == 0 {
+		return d.write(hdr, seq, ts, buf[2:])
+	}
+	binary.BigEndian.PutUint16(buf, seq)
+	d.rtxSeq++
+	d.rtxStream.Add(1)
+	d.hdr = rtp.Header{
+		Version:        2,
+		Marker:         hdr.Marker,
+		PayloadType:    b.rtxPT,
+		SequenceNumber: d.rtxSeq,
+		Timestamp:      ts,
+		SSRC:           b.rtxSSRC,
+	}
+	_, err := b.writer.WriteRTP(&d.hdr, buf)
 	return err == nil
 }
 
@@ -688,6 +732,16 @@ func (d *DownTrack) RTCPLoop(sender *webrtc.RTPSender) {
 		}
 		d.HandleRTCP(pkts)
 	}
+}
+
+// fmtpHas reports whether an fmtp line holds the parameter kv ("apt=96").
+func fmtpHas(fmtp, kv string) bool {
+	for _, p := range strings.Split(fmtp, ";") {
+		if strings.EqualFold(strings.TrimSpace(p), kv) {
+			return true
+		}
+	}
+	return false
 }
 
 // h264Compatible reports whether two H264 fmtp lines describe the same

@@ -77,6 +77,7 @@ func subscriptionStats(t *testing.T, s *server.Server, room, name string) sfu.Do
 		st := d.Stats()
 		total.Packets += st.Packets
 		total.Retransmissions += st.Retransmissions
+		total.RTXPackets += st.RTXPackets
 		total.KeyframeAsks += st.KeyframeAsks
 		total.Dropped += st.Dropped
 	}
@@ -115,7 +116,11 @@ func TestNACKAnsweredFromCache(t *testing.T) {
 		}
 		st = subscriptionStats(t, s, "room", "sub")
 	}
-	t.Logf("dropped %d, retransmitted %d", d.count(), st.Retransmissions)
+	// the subscriber negotiated RTX (pion's default codecs): resent on it
+	if st.RTXPackets != st.Retransmissions {
+		t.Fatalf("%d of %d retransmissions on the RTX stream", st.RTXPackets, st.Retransmissions)
+	}
+	t.Logf("dropped %d, retransmitted %d (on RTX)", d.count(), st.Retransmissions)
 }
 
 // Keyframe requests from many subscribers become one rate-limited request
