@@ -8,7 +8,7 @@ import (
 const (
 	// MaxDistance is the largest number of redundant copies an Encoder
 	// sends (the size of its history).
-	MaxDistance = 8
+	MaxDistance = 12
 	// DefaultDistance is a new Encoder's distance: one copy.
 	DefaultDistance = 1
 	// DefaultMaxSize is a new Encoder's cap on the RED payload size, well
@@ -140,7 +140,7 @@ const (
 	// recovery: about what Opus packet loss concealment hides well.
 	residualTarget = 0.01
 	// maxAutoDistance is the largest distance DistanceForLoss returns.
-	maxAutoDistance = 4
+	maxAutoDistance = 10
 )
 
 // DistanceForLoss maps a packet loss fraction (0..1, as measured from the
@@ -149,38 +149,34 @@ const (
 // With independent losses of probability p, a frame is lost only when its
 // own packet and the d packets carrying copies of it are all lost, so with
 // distance d a fraction 1-p^(d+1) of the frames gets through. The policy
-// picks the smallest d that leaves at most about 1% of frames lost
-// (p^(d+1) <= 1%), rounded to these steps:
+// picks the smallest d that leaves at most 1% of frames lost
+// (p^(d+1) <= 1%), at least 1 and at most maxAutoDistance:
 //
-//	loss p     distance d   frames through 1-p^(d+1) at the upper bound
-//	< 10%      1            99.0%   (p=10%: 1-0.1^2)
-//	10..20%    2            99.2%   (p=20%: 1-0.2^3)
-//	20..30%    3            99.2%   (p=30%: 1-0.3^4)
-//	>= 30%     4            98.98%  at 40% (1-0.4^5); 96.9% at 50%,
-//	                        92.2% at 60%, 83.2% at 70%, 67.2% at 80%
+//	loss p   distance d   frames through 1-p^(d+1)
+//	10%      1            99.0%
+//	20%      2            99.2%
+//	30%      3            99.2%
+//	40%      5            99.6%
+//	60%      9            99.4%
+//	80%      10           91.4% (99% would need d=20)
 //
 // The minimum is 1, not 0: the function is only used when the receiver
 // negotiated RED, loss estimates lag the loss by a report interval or more
 // so the first burst arrives before the estimate rises, and one copy of a
 // 20 ms Opus frame costs a few tens of kbit/s, small beside video.
 //
-// The maximum is 4: each copy adds the audio bitrate once more (d=4 is five
-// times it), and heavy loss is mostly congestion, which is bursty, so that
-// copies in adjacent packets are lost together and more bitrate feeds the
-// congestion. Keeping 99% at higher random loss would take d=6 at 50% and
-// d=9 at 60%; at 80% it takes d=20, beyond the 17 frames of 20 ms that a
-// 14-bit offset can reach (d=17 gives 98.2%), and Encoder.SetDistance
-// allows up to MaxDistance (8: 86.6% at 80%) for callers who know their
-// losses are random.
+// The maximum is 10: each copy adds the audio bitrate once more, so at the
+// top a subscriber receives eleven times the audio bitrate; that is what
+// keeps speech intelligible at 80% random loss, the bar Chorus sets
+// itself. Loss from congestion is the bandwidth estimator's business (it
+// lowers video first); the copies are counted in the audio's demand.
 func DistanceForLoss(loss float64) int {
-	switch {
-	case math.IsNaN(loss) || loss < 0.10:
+	if math.IsNaN(loss) || loss <= 0 {
 		return 1
-	case loss < 0.20:
-		return 2
-	case loss < 0.30:
-		return 3
-	default:
+	}
+	if loss >= 1 {
 		return maxAutoDistance
 	}
+	d := int(math.Ceil(math.Log(residualTarget)/math.Log(loss)-1e-9)) - 1
+	return min(max(d, 1), maxAutoDistance)
 }

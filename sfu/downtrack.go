@@ -86,10 +86,15 @@ type DownTrack struct {
 	layerOf   int // layer of the last packet written
 	rtxAt     [256]rtxRecord
 	rtxSeq    uint16 // sequence number of the RTX stream
-	probing   probeReq
-	probeAt   time.Time
-	probeBank float64 // bytes of padding owed
-	inFrame   bool    // the last packet written did not end its frame
+
+	audio atomic.Pointer[audioState] // set by Bind for audio
+	loss  atomic.Uint64              // float64 bits: the subscriber's loss (receiver reports)
+	// lossSmooth is owned by the RTCP reader (the only caller of HandleRTCP)
+	lossSmooth float64
+	probing    probeReq
+	probeAt    time.Time
+	probeBank  float64 // bytes of padding owed
+	inFrame    bool    // the last packet written did not end its frame
 
 	budget *RetransmitBudget // nil: unbounded
 
@@ -275,6 +280,14 @@ func (d *DownTrack) Reason() string {
 // and cut the subscriber's other tracks.
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	codecs := ctx.CodecParameters()
+	if !d.isVideo && isAudioPair(d.src.codec.MimeType, d.src.codec.MimeType) {
+		if c, mode, opusPT, ok := chooseAudio(d.src.codec, codecs); ok {
+			d.setupAudio(mode, opusPT)
+			d.binding.Store(&binding{writer: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType)})
+			d.bound.Store(true)
+			return c, nil
+		}
+	}
 	for _, c := range codecs {
 		if !codecCarries(c, d.src.codec) {
 			continue
@@ -530,7 +543,11 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 		return
 	}
 	d.lastWrite = now
-	d.send(hdr, buf[:n], &d.packets)
+	if d.isVideo {
+		d.send(hdr, buf[:n], &d.packets)
+	} else {
+		d.sendAudio(hdr, buf[:n])
+	}
 	d.inFrame = d.isVideo && !hdr.Marker
 	if d.probing.rate > 0 && hdr.Marker {
 		// only between frames: a padding packet inside a frame's sequence
@@ -606,6 +623,9 @@ const (
 )
 
 func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
+	if a := d.audio.Load(); a != nil && (a.mode == audioREDEncode || a.mode == audioREDDecode) {
+		return // the cache holds the other format; redundancy repairs these
+	}
 	up := d.src.Layer(d.layerOf)
 	at := time.Now()
 	now := at.UnixNano()
@@ -708,6 +728,8 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 			} else if w := d.wantedLayer(); w >= 0 {
 				d.src.Layer(w).RequestKeyframe()
 			}
+		case *rtcp.ReceiverReport:
+			d.noteReceiverReport(p)
 		case *rtcp.TransportLayerNack:
 			var seqs []uint16
 			for _, pair := range p.Nacks {

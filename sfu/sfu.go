@@ -16,6 +16,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -36,7 +37,12 @@ type Config struct {
 	// estimate's say in layer choice (and probing): subscribers then get the
 	// layer they ask for whatever their link.
 	NoBandwidthAllocation bool
-	Logger                *slog.Logger
+	// Net, if set, is the network media runs on instead of the host's: the
+	// ICE UDP mux listens on its interfaces and every PeerConnection uses it
+	// (e.g. a pion vnet.Net for in-process tests with shaped links).
+	// UDPIP and UDPPort apply to its addresses.
+	Net    transport.Net
+	Logger *slog.Logger
 }
 
 // SFU is the media server: a directory of rooms and the WebRTC API that
@@ -113,16 +119,24 @@ func New(cfg Config) (*SFU, error) {
 		}
 		filter = func(ip net.IP) bool { return ip.Equal(want) }
 	}
-	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort,
+	muxOpts := []ice.UDPMuxFromPortOption{
 		ice.UDPMuxFromPortWithLoopback(),
 		ice.UDPMuxFromPortWithIPFilter(filter),
-		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+		ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
+	}
+	if cfg.Net != nil {
+		muxOpts = append(muxOpts, ice.UDPMuxFromPortWithNet(cfg.Net))
+	}
+	mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort, muxOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("sfu: open UDP port %d: %w", cfg.UDPPort, err)
 	}
 	s.mux = mux
 
 	var se webrtc.SettingEngine
+	if cfg.Net != nil {
+		se.SetNet(cfg.Net)
+	}
 	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(filter)
@@ -147,13 +161,24 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 		return webrtc.RTPCodecParameters{PayloadType: pt, RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: videoFB}}
 	}
+	// retransmissions on their own stream (RFC 4588), as browsers expect
+	rtx := func(pt, apt webrtc.PayloadType) webrtc.RTPCodecParameters {
+		return webrtc.RTPCodecParameters{PayloadType: pt, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", apt)}}
+	}
 	return []webrtc.RTPCodecParameters{
 		{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: MimeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}},
+		{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: MimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}},
 		v(96, MimeVP8, ""),
+		rtx(97, 96),
 		v(98, MimeVP9, "profile-id=0"),
+		rtx(99, 98),
 		v(102, MimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"),
+		rtx(103, 102),
 		v(104, MimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
+		rtx(105, 104),
 	}
 }
 
@@ -179,8 +204,11 @@ func (s *SFU) codecPreferences(c webrtc.RTPCodecParameters) []webrtc.RTPCodecPar
 }
 
 // codecCarries reports whether negotiated codec n can carry packets of the
-// publisher's codec c unchanged.
+// publisher's codec c: unchanged, or Opus and RED converted into each other.
 func codecCarries(n, c webrtc.RTPCodecParameters) bool {
+	if isAudioPair(n.MimeType, c.MimeType) {
+		return true // converted by the down track (RED built or unwrapped)
+	}
 	if !strings.EqualFold(n.MimeType, c.MimeType) {
 		return false
 	}

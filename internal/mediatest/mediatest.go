@@ -8,12 +8,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/red"
 )
 
 // Payload layout after the codec header: 4-byte index, 8-byte send time (ns).
@@ -33,15 +36,16 @@ type Source struct {
 	mime    string
 	size    int
 
-	mu        sync.Mutex
-	seq       uint16
-	ts        uint32
-	next      uint32
-	keyNeeded bool
-	plis      int
-	rrs       int
-	plisCh    chan struct{}
-	width, height int // written into VP8 keyframes
+	mu            sync.Mutex
+	seq           uint16
+	ts            uint32
+	next          uint32
+	keyNeeded     bool
+	plis          int
+	rrs           int
+	plisCh        chan struct{}
+	width, height int          // written into VP8 keyframes
+	red           *red.Encoder // RED source: frames wrapped with redundancy
 	// simulcast header extensions (pion's sender does not add them)
 	mid          string
 	midID, ridID uint8
@@ -122,6 +126,26 @@ func codecHeader(mime string, key bool) (byte, byte) {
 	}
 }
 
+// MimeRED is Opus with RFC 2198 redundancy.
+const MimeRED = "audio/red"
+
+// NewREDSource returns a source of RED packets carrying its Opus frames
+// with distance earlier frames as redundancy (PT 111 inside, as offered by
+// browsers: fmtp "111/111").
+func NewREDSource(id, stream string, distance int) (*Source, error) {
+	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: MimeRED, ClockRate: 48000, Channels: 2,
+		SDPFmtpLine: "111/111"}, id, stream)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := red.NewEncoder(111)
+	if err != nil {
+		return nil, err
+	}
+	enc.SetDistance(distance)
+	return &Source{Track: t, size: 80, plisCh: make(chan struct{}, 1), red: enc}, nil
+}
+
 // NewAudioSource returns an Opus source.
 func NewAudioSource(id, stream string) (*Source, error) {
 	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, id, stream)
@@ -166,6 +190,11 @@ func (s *Source) WriteFrame() (uint32, error) {
 	}
 	binary.BigEndian.PutUint32(payload[off:], idx)
 	binary.BigEndian.PutUint64(payload[off+4:], uint64(time.Now().UnixNano()))
+	if s.red != nil {
+		s.mu.Lock() // the encoder's history is the source's
+		payload = s.red.Encode(nil, hdr.SequenceNumber, hdr.Timestamp, payload)
+		s.mu.Unlock()
+	}
 	return idx, s.Track.WriteRTP(&rtp.Packet{Header: hdr, Payload: payload})
 }
 
@@ -240,53 +269,73 @@ type Sink struct {
 	frames     []uint32 // frame indices in arrival order
 	arrivals   []time.Time
 	padding    int           // padding-only packets received
+	red        bool          // the track is RED (set at creation)
 	cond       chan struct{} // closed and replaced on every packet
 }
 
 // NewSink starts reading a remote track in a goroutine that ends with the track.
 func NewSink(t *webrtc.TrackRemote) *Sink {
-	s := &Sink{Track: t, indices: map[uint32]bool{}, cond: make(chan struct{})}
+	s := &Sink{Track: t, indices: map[uint32]bool{}, cond: make(chan struct{}),
+		red: strings.EqualFold(t.Codec().MimeType, MimeRED)}
 	go s.read()
 	return s
 }
 
 func (s *Sink) read() {
 	isVideo := s.Track.Kind() == webrtc.RTPCodecTypeVideo
+	var dec *red.Decoder
+	if s.red {
+		dec = red.NewDecoder() // a RED receiver: count what it recovers
+	}
 	for {
 		p, _, err := s.Track.ReadRTP()
 		if err != nil {
 			return
 		}
+		if dec != nil {
+			_ = dec.Decode(p.SequenceNumber, p.Timestamp, p.Payload, func(seq uint16, ts uint32, opus []byte) {
+				s.record(seq, ts, opus, 0, false)
+			})
+			continue
+		}
 		off := 0
 		if isVideo {
 			off = vp8HeaderLen
 		}
-		if len(p.Payload) < off+infoLen {
-			if p.Padding { // a bandwidth probe's padding: part of the sequence
-				s.mu.Lock()
-				s.seqs = append(s.seqs, p.SequenceNumber)
-				s.padding++
-				s.mu.Unlock()
-			}
-			continue
-		}
-		idx := binary.BigEndian.Uint32(p.Payload[off:])
-		sent := int64(binary.BigEndian.Uint64(p.Payload[off+4:]))
-		lat := time.Duration(time.Now().UnixNano() - sent)
-		s.mu.Lock()
-		if !s.indices[idx] {
-			s.indices[idx] = true
-			s.latencies = append(s.latencies, lat)
-		}
-		s.seqs = append(s.seqs, p.SequenceNumber)
-		s.frames = append(s.frames, idx)
-		s.arrivals = append(s.arrivals, time.Now())
-		s.timestamps = append(s.timestamps, p.Timestamp)
-		close(s.cond)
-		s.cond = make(chan struct{})
-		s.mu.Unlock()
+		s.record(p.SequenceNumber, p.Timestamp, p.Payload, off, p.Padding)
 	}
 }
+
+func (s *Sink) record(seq uint16, ts uint32, payload []byte, off int, padding bool) {
+	if len(payload) < off+infoLen {
+		if padding { // a bandwidth probe's padding: part of the sequence
+			s.mu.Lock()
+			s.seqs = append(s.seqs, seq)
+			s.padding++
+			s.mu.Unlock()
+		}
+		return
+	}
+	idx := binary.BigEndian.Uint32(payload[off:])
+	sent := int64(binary.BigEndian.Uint64(payload[off+4:]))
+	lat := time.Duration(time.Now().UnixNano() - sent)
+	s.mu.Lock()
+	if !s.indices[idx] {
+		s.indices[idx] = true
+		s.latencies = append(s.latencies, lat)
+	}
+	s.seqs = append(s.seqs, seq)
+	s.frames = append(s.frames, idx)
+	s.arrivals = append(s.arrivals, time.Now())
+	s.timestamps = append(s.timestamps, ts)
+	close(s.cond)
+	s.cond = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// RED reports whether the track arrived as RED (the sink unwraps it and
+// records the frames it carries, recovered ones included).
+func (s *Sink) RED() bool { return s.red }
 
 // Has reports whether frame idx arrived.
 func (s *Sink) Has(idx uint32) bool {

@@ -40,6 +40,17 @@ type Options struct {
 // interceptors (e.g. packet droppers, which then run before the defaults)
 // and change settings.
 func NewAPI(configure func(*interceptor.Registry, *webrtc.SettingEngine)) (*webrtc.API, error) {
+	return NewAPIWith(func(_ *webrtc.MediaEngine, ir *interceptor.Registry, se *webrtc.SettingEngine) error {
+		if configure != nil {
+			configure(ir, se)
+		}
+		return nil
+	})
+}
+
+// NewAPIWith is NewAPI with access to the media engine (pion's default
+// codecs are registered first), e.g. to add codecs such as audio/red.
+func NewAPIWith(configure func(*webrtc.MediaEngine, *interceptor.Registry, *webrtc.SettingEngine) error) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
@@ -51,7 +62,9 @@ func NewAPI(configure func(*interceptor.Registry, *webrtc.SettingEngine)) (*webr
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if configure != nil {
-		configure(ir, &se)
+		if err := configure(me, ir, &se); err != nil {
+			return nil, err
+		}
 	}
 	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, err

@@ -1,0 +1,160 @@
+package sfu
+
+import (
+	"math"
+	"strings"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/red"
+)
+
+// MimeRED is audio redundancy (RFC 2198) carrying Opus.
+const MimeRED = "audio/red"
+
+// audioMode is how a down track turns the publisher's audio into what the
+// subscriber negotiated.
+type audioMode uint8
+
+const (
+	audioAsIs      audioMode = iota // same codec on both sides
+	audioREDPass                    // RED in, RED out: block payload types rewritten
+	audioREDEncode                  // Opus in, RED out: redundancy built per subscriber
+	audioREDDecode                  // RED in, Opus out: unwrapped, losses recovered
+)
+
+// isAudioPair reports whether n and c are Opus and RED in either order, or
+// the same: the SFU converts between the two.
+func isAudioPair(n, c string) bool {
+	opusOrRED := func(m string) bool { return strings.EqualFold(m, MimeOpus) || strings.EqualFold(m, MimeRED) }
+	return opusOrRED(n) && opusOrRED(c)
+}
+
+// chooseAudio picks, among the codecs a subscriber negotiated, the one to
+// send the publisher's Opus or RED audio as: RED whenever the subscriber
+// accepts it (its redundancy adapts to the subscriber's loss), else Opus.
+// ok is false when neither was negotiated.
+func chooseAudio(src webrtc.RTPCodecParameters, codecs []webrtc.RTPCodecParameters) (c webrtc.RTPCodecParameters, mode audioMode, opusPT uint8, ok bool) {
+	var opus, redc *webrtc.RTPCodecParameters
+	for i := range codecs {
+		switch {
+		case strings.EqualFold(codecs[i].MimeType, MimeOpus) && opus == nil:
+			opus = &codecs[i]
+		case strings.EqualFold(codecs[i].MimeType, MimeRED) && redc == nil:
+			redc = &codecs[i]
+		}
+	}
+	srcRED := strings.EqualFold(src.MimeType, MimeRED)
+	switch {
+	case redc != nil && opus != nil:
+		mode = audioREDEncode
+		if srcRED {
+			mode = audioREDPass
+		}
+		return *redc, mode, uint8(opus.PayloadType), true
+	case opus != nil && srcRED:
+		return *opus, audioREDDecode, uint8(opus.PayloadType), true
+	case opus != nil:
+		return *opus, audioAsIs, uint8(opus.PayloadType), true
+	}
+	return webrtc.RTPCodecParameters{}, audioAsIs, 0, false
+}
+
+// audioState is a down track's audio conversion state, owned by its
+// writer goroutine.
+type audioState struct {
+	mode   audioMode
+	opusPT uint8
+	enc    *red.Encoder
+	dec    *red.Decoder
+	buf    []byte
+	hdr    CachedPacket // the packet being unwrapped, for emit
+	emit   func(seq uint16, ts uint32, opus []byte)
+}
+
+// setupAudio prepares the conversion for mode; called from Bind.
+func (d *DownTrack) setupAudio(mode audioMode, opusPT uint8) {
+	a := &audioState{mode: mode, opusPT: opusPT}
+	switch mode {
+	case audioREDEncode:
+		a.enc, _ = red.NewEncoder(opusPT & 0x7F)
+		a.buf = make([]byte, 0, maxPacketSize)
+	case audioREDDecode:
+		a.dec = red.NewDecoder()
+		a.emit = func(seq uint16, ts uint32, opus []byte) {
+			h := a.hdr
+			h.SeqNum, h.Timestamp = seq, ts
+			d.send(h, opus, &d.packets)
+		}
+	}
+	d.audio.Store(a)
+}
+
+// sendAudio forwards one audio packet, converted as the subscriber needs.
+func (d *DownTrack) sendAudio(hdr CachedPacket, payload []byte) {
+	a := d.audio.Load()
+	if a == nil || a.mode == audioAsIs {
+		d.send(hdr, payload, &d.packets)
+		return
+	}
+	switch a.mode {
+	case audioREDPass:
+		setREDBlockPT(payload, a.opusPT)
+		d.send(hdr, payload, &d.packets)
+	case audioREDDecode:
+		a.hdr = hdr
+		a.hdr.PaddingSize = 0
+		if err := a.dec.Decode(hdr.SeqNum, hdr.Timestamp, payload, a.emit); err != nil {
+			d.dropped.Add(1)
+		}
+	case audioREDEncode:
+		a.enc.SetDistance(red.DistanceForLoss(d.lossRate()))
+		seq, ts, ok := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
+		if !ok {
+			d.dropped.Add(1)
+			return
+		}
+		a.buf = a.enc.Encode(a.buf[:0], seq, ts, payload)
+		hdr.PaddingSize = 0
+		if d.write(hdr, seq, ts, a.buf) {
+			d.packets.Add(1)
+		}
+	}
+}
+
+// setREDBlockPT rewrites the payload type of every block of a RED payload
+// to pt (the publisher's and the subscriber's Opus types may differ).
+func setREDBlockPT(p []byte, pt uint8) {
+	i := 0
+	for i < len(p) && p[i]&0x80 != 0 {
+		p[i] = 0x80 | pt&0x7F
+		i += 4
+	}
+	if i < len(p) {
+		p[i] = pt & 0x7F
+	}
+}
+
+// noteReceiverReport takes the subscriber's loss for this track from its
+// receiver report (an exponentially smoothed fraction).
+func (d *DownTrack) noteReceiverReport(r *rtcp.ReceiverReport) {
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	for _, rr := range r.Reports {
+		if rr.SSRC != b.ssrc {
+			continue
+		}
+		// the smoothed loss, but never below the latest report's: one copy
+		// too many costs a little bitrate, one too few costs speech
+		frac := float64(rr.FractionLost) / 256
+		smooth := 0.5*d.lossSmooth + 0.5*frac
+		d.lossSmooth = smooth
+		d.loss.Store(math.Float64bits(max(smooth, frac)))
+	}
+}
+
+// lossRate is the subscriber's smoothed loss on this track (0..1).
+func (d *DownTrack) lossRate() float64 { return math.Float64frombits(d.loss.Load()) }
