@@ -7,6 +7,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/bwe"
+	"github.com/chorus-sfu/chorus/red"
 	"github.com/chorus-sfu/chorus/simulcast"
 )
 
@@ -171,6 +172,9 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 		rate := 0
 		if u := d.src.Layer(0); u != nil {
 			rate = u.Bitrate(now)
+		}
+		if a := d.audio.Load(); a != nil && a.mode == audioREDEncode {
+			rate *= 1 + red.DistanceForLoss(d.lossRate()) // the copies cost bandwidth too
 		}
 		dm.Layers = []int{rate}
 		return dm

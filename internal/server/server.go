@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pion/transport/v5"
+
 	"github.com/chorus-sfu/chorus/sfu"
 	"github.com/chorus-sfu/chorus/signaling"
 	"github.com/chorus-sfu/chorus/web"
@@ -30,7 +32,9 @@ type Config struct {
 	KeyframeInterval time.Duration
 	// NoBandwidthAllocation: see sfu.Config.
 	NoBandwidthAllocation bool
-	Logger                *slog.Logger
+	// Net: see sfu.Config (media on another network, e.g. a pion vnet).
+	Net    transport.Net
+	Logger *slog.Logger
 }
 
 // Server is a running Chorus server.
@@ -52,7 +56,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: cfg.UDPIP, NAT1To1IPs: cfg.NAT1To1IPs,
-		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, Logger: cfg.Logger})
+		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, Net: cfg.Net, Logger: cfg.Logger})
 	if err != nil {
 		_ = ln.Close()
 		return nil, err
