@@ -55,6 +55,18 @@ const (
 	decreaseGap = 300 * time.Millisecond
 	highLoss    = 0.10
 	lowLoss     = 0.02
+	// lossEpisodeJudge: how long after a loss-driven decrease the loss is
+	// checked again to tell congestion from a lossy path
+	lossEpisodeJudge = time.Second
+	// lossBaseDecay: how fast (per second) the inherent loss may fall
+	lossBaseDecay = 0.05
+	// lossLongWindow: the time constant of the long-run loss average
+	lossLongWindow = 1500 * time.Millisecond
+	// lossWindowPackets: loss is judged over at least this many packets
+	lossWindowPackets = 40
+	// probeLossMargin: a probe fails when its packets lose this much more
+	// than the path did before it (random loss varies from probe to probe)
+	probeLossMargin = 0.08
 	// probeDuration is how long a probe sends at its rate.
 	probeDuration = 500 * time.Millisecond
 	// probeSettle is how long after a probe its feedback is still awaited.
@@ -106,16 +118,27 @@ type Estimator struct {
 	estimate float64
 	sent     [historySize]sentPacket
 
-	mins         []delaySample // increasing-owd deque over baseWindow
-	queueDelay   time.Duration
-	prevDelay    time.Duration
-	reportLoss   float64 // loss fraction of the last report (0 when it covers < 10 packets)
-	loss         float64
-	receiveRate  float64
-	lastUpdate   time.Time
-	lastDecrease time.Time
-	lastFeedback time.Time
-	state        State
+	mins       []delaySample // increasing-owd deque over baseWindow
+	queueDelay time.Duration
+	prevDelay  time.Duration
+	reportLoss float64 // loss fraction of the last 40 or more packets reported
+	lossLost   int     // packets of reports not yet pooled into reportLoss
+	lossTotal  int
+	// lossBase is the loss that does not go away when the sender slows
+	// down (a lossy radio link, not congestion): only loss above it counts
+	lossBase float64
+	lossLong float64 // loss averaged over lossLongWindow
+	// a loss episode: the estimate was lowered for loss at start; if the
+	// loss persists a second later at the lower rate, it was not congestion
+	episodeStart    time.Time
+	episodeLoss     float64
+	episodeEstimate float64
+	loss            float64
+	receiveRate     float64
+	lastUpdate      time.Time
+	lastDecrease    time.Time
+	lastFeedback    time.Time
+	state           State
 
 	// probing: the sender pads its flow up to probeRate to test capacity
 	probeRate    float64
@@ -232,22 +255,23 @@ func (e *Estimator) endProbe(now time.Time) {
 }
 
 // probeDelivered reports whether the packets sent during the probe got
-// through at its rate: at least 90 % of it measured at the receiver, and
-// no more loss than before the probe (beyond 2 points). A bottleneck that
+// through at its rate: at least 90 % of it measured at the receiver (less
+// the path's inherent loss), and not much more loss than before the probe. A bottleneck that
 // polices rather than queues shows up here, not in the delay.
 func (e *Estimator) probeDelivered() bool {
 	n := e.probeAcked + e.probeLost
 	if e.probeAcked < 5 || n == 0 {
 		return false
 	}
-	if float64(e.probeLost)/float64(n) > e.preProbeLoss+lowLoss {
+	if float64(e.probeLost)/float64(n) > max(e.preProbeLoss, e.lossBase)+probeLossMargin {
 		return false
 	}
 	span := e.probeLastArr.Sub(e.probeFirstArr)
 	if span < probeDuration/2 {
 		return false
 	}
-	return float64(e.probeBytes*8)/span.Seconds() >= 0.9*e.probeRate
+	// on a lossy path what arrives is the probe rate less the inherent loss
+	return float64(e.probeBytes*8)/span.Seconds() >= 0.9*e.probeRate*(1-e.lossBase)
 }
 
 // inProbe reports whether a packet sent at at belongs to the running probe.
@@ -273,15 +297,24 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 		return
 	}
 	first := e.lastFeedback.IsZero()
+	prevFeedback := e.lastFeedback
 	e.lastFeedback = now
 	// loss: this report's fraction decides when it covers enough packets (a
 	// smoothed value would keep reacting after the sender has already
 	// slowed down); the smoothed one is for the statistics
 	frac := float64(lost) / float64(len(acks)+lost)
 	e.loss = 0.7*e.loss + 0.3*frac
-	e.reportLoss = 0
-	if len(acks)+lost >= 10 {
-		e.reportLoss = frac
+	if !first {
+		// the long-run loss: a time-weighted average over lossLongWindow
+		a := min(1, now.Sub(prevFeedback).Seconds()/lossLongWindow.Seconds())
+		e.lossLong += a * (frac - e.lossLong)
+	}
+	// small reports are pooled until they say something (40 packets)
+	e.lossLost += lost
+	e.lossTotal += len(acks) + lost
+	if e.lossTotal >= lossWindowPackets {
+		e.reportLoss = float64(e.lossLost) / float64(e.lossTotal)
+		e.lossLost, e.lossTotal = 0, 0
 	}
 
 	if len(acks) >= 2 {
@@ -327,11 +360,39 @@ func (e *Estimator) pushDelay(s delaySample) {
 	}
 }
 
+// excessLoss is the last report's loss above the inherent loss, less a
+// tolerance for how much a lossy path's loss varies from report to report.
+func (e *Estimator) excessLoss() float64 {
+	if e.lossBase == 0 {
+		return e.reportLoss
+	}
+	return e.reportLoss - e.lossBase - 0.5*e.lossBase
+}
+
+// judgeLossEpisode decides, a second after a loss-driven decrease, whether
+// the loss was congestion (it went away at the lower rate) or inherent to
+// the path (it stayed): then it becomes the base and the estimate returns.
+func (e *Estimator) judgeLossEpisode(now time.Time, dt float64) {
+	if e.lossLong < e.lossBase {
+		// the path may have got better: let the base follow, slowly
+		e.lossBase = max(e.lossLong, e.lossBase-lossBaseDecay*dt)
+	}
+	if e.episodeStart.IsZero() || now.Sub(e.episodeStart) < lossEpisodeJudge {
+		return
+	}
+	if e.loss-e.lossBase > 0.5*(e.episodeLoss-e.lossBase) {
+		e.lossBase = max(e.lossBase, min(max(e.loss, e.lossLong), e.episodeLoss))
+		e.estimate = max(e.estimate, e.episodeEstimate)
+	}
+	e.episodeStart = time.Time{}
+}
+
 func (e *Estimator) update(now time.Time) {
 	dt := 0.0
 	if !e.lastUpdate.IsZero() {
 		dt = now.Sub(e.lastUpdate).Seconds()
 	}
+	e.judgeLossEpisode(now, dt)
 	e.lastUpdate = now
 	// queuing delay that is high but already falling is a queue draining
 	// after a reaction: hold instead of reacting again
@@ -339,7 +400,7 @@ func (e *Estimator) update(now time.Time) {
 	e.prevDelay = e.queueDelay
 	probing := e.probeRate > 0
 	switch {
-	case (e.queueDelay > overuseDelay && rising) || e.reportLoss > highLoss:
+	case (e.queueDelay > overuseDelay && rising) || e.excessLoss() > highLoss:
 		e.state = StateDecrease
 		if probing || now.Sub(e.lastDecrease) < decreaseGap || now.Before(e.quietUntil) {
 			// a probe's congestion (its queue, or what overflowed) ends the
@@ -352,14 +413,17 @@ func (e *Estimator) update(now time.Time) {
 			target = e.receiveRate
 		}
 		factor := 0.85
-		if e.reportLoss > highLoss {
+		if x := e.excessLoss(); x > highLoss {
 			// what got through is the capacity: do not fall far below it
-			factor = max(0.5, min(factor, 1-0.5*e.reportLoss))
+			factor = max(0.5, min(factor, 1-0.5*x))
+			if e.episodeStart.IsZero() {
+				e.episodeStart, e.episodeLoss, e.episodeEstimate = now, e.reportLoss, e.estimate
+			}
 		}
 		e.estimate = target * factor
 	case e.queueDelay > overuseDelay:
 		e.state = StateHold
-	case e.queueDelay < underuseDelay && e.reportLoss < lowLoss:
+	case e.queueDelay < underuseDelay && e.excessLoss() < lowLoss:
 		e.state = StateIncrease
 		grown := e.estimate * (1 + e.cfg.IncreasePerSecond*min(dt, 0.5))
 		if e.receiveRate > 0 {

@@ -180,6 +180,7 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 		return dm
 	}
 	active := d.src.ActiveLayers(now, layerActiveWindow)
+	fecOverhead := d.fecOverhead()
 	dm.Layers = make([]int, MaxLayers)
 	for l, ok := range active {
 		if ok {
@@ -187,6 +188,7 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 			if dm.Layers[l] == 0 {
 				dm.Layers[l] = nominalRates[l]
 			}
+			dm.Layers[l] = int(float64(dm.Layers[l]) * (1 + fecOverhead)) // FEC costs bandwidth too
 		}
 	}
 	return dm

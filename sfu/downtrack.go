@@ -34,6 +34,7 @@ type DownTrackStats struct {
 	KeyframeAsks    uint64 // PLI/FIR received from the subscriber
 	LayerSwitches   uint64
 	PaddingPackets  uint64 // sent to probe for bandwidth
+	FECPackets      uint64 // ULPFEC packets sent
 }
 
 // DownTrack forwards one published track to one subscriber, one simulcast
@@ -88,6 +89,7 @@ type DownTrack struct {
 	rtxSeq    uint16 // sequence number of the RTX stream
 
 	audio atomic.Pointer[audioState] // set by Bind for audio
+	fec   atomic.Pointer[fecState]   // set by Bind for video when FEC was negotiated
 	loss  atomic.Uint64              // float64 bits: the subscriber's loss (receiver reports)
 	// lossSmooth is owned by the RTCP reader (the only caller of HandleRTCP)
 	lossSmooth float64
@@ -99,7 +101,7 @@ type DownTrack struct {
 	budget *RetransmitBudget // nil: unbounded
 
 	packets, dropped, rtx, nackMiss, kfAsks, switches, padded atomic.Uint64
-	rtxStale, rtxOverBudget, rtxStream                        atomic.Uint64
+	rtxStale, rtxOverBudget, rtxStream, fecSent               atomic.Uint64
 }
 
 // queued is one packet reference waiting for the writer.
@@ -301,6 +303,9 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 				}
 			}
 		}
+		if d.isVideo {
+			d.setupFEC(ctx)
+		}
 		d.binding.Store(b)
 		d.bound.Store(true)
 		if w := d.wantedLayer(); w >= 0 && d.isVideo {
@@ -326,7 +331,7 @@ func (d *DownTrack) Stats() DownTrackStats {
 	return DownTrackStats{
 		Packets: d.packets.Load(), Dropped: d.dropped.Load(), Retransmissions: d.rtx.Load(), RTXPackets: d.rtxStream.Load(),
 		NACKsMissed: d.nackMiss.Load(), NACKsStale: d.rtxStale.Load(), NACKsOverBudget: d.rtxOverBudget.Load(), KeyframeAsks: d.kfAsks.Load(), LayerSwitches: d.switches.Load(),
-		PaddingPackets: d.padded.Load(),
+		PaddingPackets: d.padded.Load(), FECPackets: d.fecSent.Load(),
 	}
 }
 
@@ -580,7 +585,11 @@ func (d *DownTrack) send(hdr CachedPacket, payload []byte, counter *atomic.Uint6
 	if d.munger != nil {
 		d.munger.Munge(payload)
 	}
-	if d.write(hdr, seq, ts, payload) {
+	if d.isVideo {
+		if d.writeVideo(hdr, seq, ts, payload) {
+			counter.Add(1)
+		}
+	} else if d.write(hdr, seq, ts, payload) {
 		counter.Add(1)
 	}
 }
@@ -653,7 +662,7 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 			d.rtxStale.Add(1)
 			continue
 		}
-		if !d.budget.Take(n+12, at) {
+		if !d.budget.Take(n+12, at, r.count > 0) {
 			d.rtxOverBudget.Add(1)
 			continue
 		}

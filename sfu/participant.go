@@ -153,7 +153,7 @@ func (p *Participant) HandlePublisherOffer(offer webrtc.SessionDescription) (web
 	pc := p.pub
 	p.mu.Unlock()
 
-	ans, err := answer(pc, offer)
+	ans, err := answer(pc, offer, p.sfu.publisherCodecs)
 	if err != nil {
 		return ans, err
 	}
@@ -169,12 +169,16 @@ func (p *Participant) HandlePublisherOffer(offer webrtc.SessionDescription) (web
 
 // answer applies a remote offer and returns the local answer once ICE
 // gathering has completed (the single UDP port makes that immediate).
-func answer(pc *webrtc.PeerConnection, offer webrtc.SessionDescription) (webrtc.SessionDescription, error) {
+// prepare, if set, may adjust the transceivers before the answer is made.
+func answer(pc *webrtc.PeerConnection, offer webrtc.SessionDescription, prepare func(*webrtc.PeerConnection)) (webrtc.SessionDescription, error) {
 	if offer.Type != webrtc.SDPTypeOffer || offer.SDP == "" {
 		return webrtc.SessionDescription{}, fmt.Errorf("%w: expected a non-empty offer", ErrBadSDP)
 	}
 	if err := pc.SetRemoteDescription(offer); err != nil {
 		return webrtc.SessionDescription{}, fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	if prepare != nil {
+		prepare(pc)
 	}
 	ans, err := pc.CreateAnswer(nil)
 	if err != nil {

@@ -37,8 +37,10 @@ func (b *RetransmitBudget) SetEstimate(estimate int) {
 }
 
 // Take reports whether a packet of size bytes may be resent now, and
-// accounts for it if so. Up to 100 ms of the rate may be spent at once.
-func (b *RetransmitBudget) Take(size int, now time.Time) bool {
+// accounts for it if so. Up to 100 ms of the rate may be spent at once. A
+// repeat (a packet resent before, NACKed again) may only use the upper half
+// of the bucket, so that first resends of fresh losses go first.
+func (b *RetransmitBudget) Take(size int, now time.Time, repeat bool) bool {
 	if b == nil {
 		return true
 	}
@@ -53,7 +55,11 @@ func (b *RetransmitBudget) Take(size int, now time.Time) bool {
 	b.last = now
 	b.tokens = min(b.tokens, b.rate/10)
 	bits := float64(size * 8)
-	if b.tokens < bits {
+	floor := 0.0
+	if repeat {
+		floor = b.rate / 20
+	}
+	if b.tokens-bits < floor {
 		return false
 	}
 	b.tokens -= bits

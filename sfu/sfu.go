@@ -179,6 +179,26 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 		rtx(103, 102),
 		v(104, MimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
 		rtx(105, 104),
+		// video FEC toward subscribers: ULPFEC inside RED
+		{PayloadType: 116, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeVideoRED, ClockRate: 90000}},
+		{PayloadType: 117, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeULPFEC, ClockRate: 90000}},
+	}
+}
+
+// publisherCodecs keeps video RED and ULPFEC out of publisher answers: the
+// SFU forwards each publisher's media codec and builds FEC per subscriber.
+func (s *SFU) publisherCodecs(pc *webrtc.PeerConnection) {
+	var video []webrtc.RTPCodecParameters
+	for _, c := range s.codecs {
+		m := strings.ToLower(c.MimeType)
+		if strings.HasPrefix(m, "video/") && m != strings.ToLower(MimeVideoRED) && m != strings.ToLower(MimeULPFEC) {
+			video = append(video, c)
+		}
+	}
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			_ = tr.SetCodecPreferences(video) // best effort: on failure the publisher's choice stands
+		}
 	}
 }
 

@@ -18,7 +18,8 @@ type Rewriter struct {
 	lastTS    uint32 // last outgoing timestamp
 	firstSeq  uint16 // first outgoing sequence number of the current segment
 	// earlier segments of the current source, cut by inserted packets
-	segs [8]segment
+	// (padding, FEC: up to one per frame, so enough for a few seconds)
+	segs [128]segment
 	nseg int
 }
 

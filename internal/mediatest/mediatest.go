@@ -268,9 +268,11 @@ type Sink struct {
 	timestamps []uint32
 	frames     []uint32 // frame indices in arrival order
 	arrivals   []time.Time
-	padding    int           // padding-only packets received
-	red        bool          // the track is RED (set at creation)
-	cond       chan struct{} // closed and replaced on every packet
+	padding    int  // padding-only packets received
+	red        bool // the track is RED (set at creation)
+	// FEC-decoding sinks (NewReceiverSink)
+	redPackets, fecPackets, recovered int
+	cond                              chan struct{} // closed and replaced on every packet
 }
 
 // NewSink starts reading a remote track in a goroutine that ends with the track.

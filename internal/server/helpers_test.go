@@ -77,7 +77,7 @@ func newPeer(t testing.TB, s *server.Server, room, name string, api *webrtc.API)
 		API: api,
 		OnTrack: func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			go p.readRTCP(recv)
-			sink := mediatest.NewSink(tr)
+			sink := mediatest.NewReceiverSink(tr, recv)
 			p.mu.Lock()
 			p.sinks = append(p.sinks, sink)
 			p.notifyLocked()

@@ -80,6 +80,9 @@ func (l *lossy) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPW
 func redAPI(t testing.TB, l *lossy) *webrtc.API {
 	t.Helper()
 	api, err := client.NewAPIWith(func(me *webrtc.MediaEngine, ir *interceptor.Registry, _ *webrtc.SettingEngine) error {
+		if err := me.RegisterDefaultCodecs(); err != nil {
+			return err
+		}
 		if err := me.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: mediatest.MimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}}, webrtc.RTPCodecTypeAudio); err != nil {
 			return err

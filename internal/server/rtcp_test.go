@@ -78,6 +78,7 @@ func subscriptionStats(t *testing.T, s *server.Server, room, name string) sfu.Do
 		total.Packets += st.Packets
 		total.Retransmissions += st.Retransmissions
 		total.RTXPackets += st.RTXPackets
+		total.FECPackets += st.FECPackets
 		total.KeyframeAsks += st.KeyframeAsks
 		total.Dropped += st.Dropped
 	}

@@ -40,7 +40,10 @@ type Options struct {
 // interceptors (e.g. packet droppers, which then run before the defaults)
 // and change settings.
 func NewAPI(configure func(*interceptor.Registry, *webrtc.SettingEngine)) (*webrtc.API, error) {
-	return NewAPIWith(func(_ *webrtc.MediaEngine, ir *interceptor.Registry, se *webrtc.SettingEngine) error {
+	return NewAPIWith(func(me *webrtc.MediaEngine, ir *interceptor.Registry, se *webrtc.SettingEngine) error {
+		if err := me.RegisterDefaultCodecs(); err != nil {
+			return err
+		}
 		if configure != nil {
 			configure(ir, se)
 		}
@@ -48,13 +51,11 @@ func NewAPI(configure func(*interceptor.Registry, *webrtc.SettingEngine)) (*webr
 	})
 }
 
-// NewAPIWith is NewAPI with access to the media engine (pion's default
-// codecs are registered first), e.g. to add codecs such as audio/red.
+// NewAPIWith is NewAPI where configure also registers the codecs (on an
+// empty media engine: call RegisterDefaultCodecs for pion's defaults), e.g.
+// to add audio/red or to leave RTX out.
 func NewAPIWith(configure func(*webrtc.MediaEngine, *interceptor.Registry, *webrtc.SettingEngine) error) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, err
-	}
 	ir := &interceptor.Registry{}
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)

@@ -1,0 +1,103 @@
+package server_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/signaling/client"
+)
+
+// fecAPI is a client API that negotiates Opus, VP8 and video RED and
+// ULPFEC (as browsers do), with loss added by l and receiver reports every
+// 200 ms. It leaves RTX out: pion's NACK generator does not see packets
+// repaired on an RTX stream and would NACK them again and again (a browser
+// does see them), so retransmissions come on the media stream.
+func fecAPI(t testing.TB, l *lossy) *webrtc.API {
+	t.Helper()
+	api, err := client.NewAPIWith(func(me *webrtc.MediaEngine, ir *interceptor.Registry, se *webrtc.SettingEngine) error {
+		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}}, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+		for _, c := range []webrtc.RTPCodecParameters{
+			{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}},
+			{PayloadType: 122, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/red", ClockRate: 90000}},
+			{PayloadType: 123, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/ulpfec", ClockRate: 90000}},
+		} {
+			if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+				return err
+			}
+		}
+		// the lossy interceptor drops after SRTP: the retransmission
+		// reuses a sequence number SRTP has seen
+		se.DisableSRTPReplayProtection(true)
+		if l != nil {
+			ir.Add(l)
+		}
+		rr, err := report.NewReceiverInterceptor(report.ReceiverInterval(200 * time.Millisecond))
+		if err != nil {
+			return err
+		}
+		ir.Add(rr)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
+// A subscriber that negotiated RED and ULPFEC and loses 10 % of its video
+// packets gets FEC sized to that loss: lost packets are rebuilt from it
+// (exactly: a wrong rebuild would show as a frame number never sent), and
+// with NACK for the rest it ends with every frame.
+func TestVideoFECRecoversLoss(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 20*time.Second)
+	l := newLossy("video/", true, 0.10, 3)
+	sub := newPeer(t, s, "room", "sub", fecAPI(t, l))
+	pub := newPeer(t, s, "room", "pub", nil)
+	video := videoSource(t, "pub")
+	pub.publish(ctx, video)
+	pump(t, video, 5*time.Millisecond)
+	v := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	waitFrame(t, ctx, v, 200) // the loss is measured and FEC turned on
+	first := video.Next()
+	last := first + 600
+	waitFrame(t, ctx, v, last)
+	if err := v.WaitRange(ctx, first, last); err != nil {
+		red, fecs, rec := v.FECStats()
+		st := subscriptionStats(t, s, "room", "sub")
+		r, _ := s.SFU().Rooms().Get("room")
+		sp, _ := r.FindParticipant("sub")
+		for _, d := range sp.Subscriptions() {
+			t.Logf("%+v", d.Stats())
+		}
+		var missing []uint32
+		for i := first; i <= last; i++ {
+			if !v.Has(i) {
+				missing = append(missing, i)
+			}
+		}
+		t.Logf("missing %v; bandwidth %+v", missing, sp.BandwidthStats())
+		t.Fatalf("frames %d..%d not all received (%d of them): %v; RED %d FEC %d rebuilt %d; sent %d rtx %d fec %d",
+			first, last, int(recovered(v, first, last)*601), err, red, fecs, rec, st.Packets, st.Retransmissions, st.FECPackets)
+	}
+	red, fecs, rec := v.FECStats()
+	st := subscriptionStats(t, s, "room", "sub")
+	t.Logf("RED packets %d, of which FEC %d; rebuilt from FEC %d; retransmissions %d; FEC sent %d", red, fecs, rec,
+		st.Retransmissions, st.FECPackets)
+	if fecs == 0 || rec == 0 {
+		t.Fatalf("no FEC recovery: %d FEC packets received, %d packets rebuilt", fecs, rec)
+	}
+	for _, idx := range v.Frames() {
+		if idx > video.Next() {
+			t.Fatalf("frame %d was never sent: a wrong rebuild", idx)
+		}
+	}
+}
