@@ -62,6 +62,8 @@ const (
 	lossBaseDecay = 0.05
 	// lossLongWindow: the time constant of the long-run loss average
 	lossLongWindow = 1500 * time.Millisecond
+	// feedbackTimeout: feedback missing this long lowers the estimate
+	feedbackTimeout = time.Second
 	// lossWindowPackets: loss is judged over at least this many packets
 	lossWindowPackets = 40
 	// probeLossMargin: a probe fails when its packets lose this much more
@@ -126,8 +128,9 @@ type Estimator struct {
 	lossTotal  int
 	// lossBase is the loss that does not go away when the sender slows
 	// down (a lossy radio link, not congestion): only loss above it counts
-	lossBase float64
-	lossLong float64 // loss averaged over lossLongWindow
+	lossBase    float64
+	lossLong    float64   // loss averaged over lossLongWindow
+	lastTimeout time.Time // last decrease for missing feedback
 	// a loss episode: the estimate was lowered for loss at start; if the
 	// loss persists a second later at the lower rate, it was not congestion
 	episodeStart    time.Time
@@ -182,10 +185,20 @@ func (e *Estimator) Stats() Stats {
 		Loss: e.loss, State: e.state}
 }
 
-// HasFeedback reports whether feedback arrived within the last two seconds:
-// without it (a peer that does not send TWCC) the estimate means nothing.
-func (e *Estimator) HasFeedback(now time.Time) bool {
-	return !e.lastFeedback.IsZero() && now.Sub(e.lastFeedback) < 2*time.Second
+// HasFeedback reports whether the receiver has ever sent feedback: until
+// then the estimate means nothing (the receiver may not support TWCC).
+func (e *Estimator) HasFeedback() bool { return !e.lastFeedback.IsZero() }
+
+// CheckFeedback halves the estimate for every second without feedback once
+// feedback has been flowing: the path (or the receiver) may be gone, and
+// the media sent meanwhile must not assume it is still there.
+func (e *Estimator) CheckFeedback(now time.Time) {
+	if e.lastFeedback.IsZero() || now.Sub(e.lastFeedback) < feedbackTimeout || now.Sub(e.lastTimeout) < feedbackTimeout {
+		return
+	}
+	e.lastTimeout = now
+	e.estimate = max(float64(e.cfg.Min), e.estimate/2)
+	e.state = StateDecrease
 }
 
 // CanProbe reports whether a probe at rate may start now: the path is not

@@ -301,3 +301,28 @@ func FuzzFeedback(f *testing.F) {
 		}
 	})
 }
+
+// When feedback stops after it has been flowing, the estimate halves every
+// second instead of being kept (or forgotten, which would lift the limit).
+func TestEstimatorFeedbackTimeout(t *testing.T) {
+	e := NewEstimator(Config{Initial: 2_000_000})
+	t0 := time.Unix(100, 0)
+	e.CheckFeedback(t0.Add(5 * time.Second))
+	if e.Estimate() != 2_000_000 || e.HasFeedback() {
+		t.Fatal("no feedback ever: nothing to time out")
+	}
+	e.OnPacketSent(1, 1000, t0)
+	e.OnPacketSent(2, 1000, t0.Add(time.Millisecond))
+	e.OnFeedback(feedback(1, []time.Time{time.Unix(0, 1e6), time.Unix(0, 2e6)}, time.Unix(0, 0)), t0.Add(10*time.Millisecond))
+	before := e.Estimate()
+	e.CheckFeedback(t0.Add(500 * time.Millisecond))
+	if e.Estimate() != before {
+		t.Fatal("decreased before the timeout")
+	}
+	for i := 1; i <= 3; i++ {
+		e.CheckFeedback(t0.Add(time.Duration(i)*time.Second + 20*time.Millisecond))
+	}
+	if got := e.Estimate(); got != before/8 || !e.HasFeedback() {
+		t.Fatalf("after 3 s without feedback: %d (was %d), has feedback %v", got, before, e.HasFeedback())
+	}
+}

@@ -112,7 +112,10 @@ func (p *Participant) allocate(now time.Time) {
 	}
 	var estimate int
 	var estimated bool
-	p.bw.with(func(e *bwe.Estimator) { estimate, estimated = e.Estimate(), e.HasFeedback(now) })
+	p.bw.with(func(e *bwe.Estimator) {
+		e.CheckFeedback(now)
+		estimate, estimated = e.Estimate(), e.HasFeedback()
+	})
 	if estimated {
 		p.rtxBudget.SetEstimate(estimate)
 	} else {

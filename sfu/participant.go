@@ -130,6 +130,10 @@ func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
 	return pc, nil
 }
 
+// startLayer is a new video subscription's layer while bandwidth is
+// allocated and the subscriber's link is not measured yet.
+const startLayer = 1
+
 // HandlePublisherOffer applies the client's offer on the publisher
 // connection (creating it on first use) and returns the complete answer,
 // candidates included.
@@ -385,9 +389,15 @@ func (p *Participant) subscribe(t *PublishedTrack) bool {
 		p.sub = pc
 	}
 	trackID := t.info.ID
-	d := NewDownTrack(t, DownTrackOptions{Logger: p.log, Retransmit: &p.rtxBudget, OnLayer: func(layer int, reason string) {
+	opts := DownTrackOptions{Logger: p.log, Retransmit: &p.rtxBudget, OnLayer: func(layer int, reason string) {
 		p.postLayer(trackID, layer, reason)
-	}})
+	}}
+	if !p.sfu.cfg.NoBandwidthAllocation {
+		// start in the middle until the link is measured: the top layer
+		// could flood a slow link before the first estimate
+		opts.Layer = startLayer
+	}
+	d := NewDownTrack(t, opts)
 	sender, err := p.addDownTrack(d)
 	if err != nil {
 		d.Close()
