@@ -393,7 +393,9 @@ func (e *Estimator) judgeLossEpisode(now time.Time, dt float64) {
 	if e.episodeStart.IsZero() || now.Sub(e.episodeStart) < lossEpisodeJudge {
 		return
 	}
-	if e.loss-e.lossBase > 0.5*(e.episodeLoss-e.lossBase) {
+	// inherent: the loss stayed at the lower rate, and no queue says the
+	// path is still full (a queued bottleneck drops until its queue drains)
+	if e.loss-e.lossBase > 0.5*(e.episodeLoss-e.lossBase) && e.queueDelay < underuseDelay {
 		e.lossBase = max(e.lossBase, min(max(e.loss, e.lossLong), e.episodeLoss))
 		e.estimate = max(e.estimate, e.episodeEstimate)
 	}

@@ -612,6 +612,8 @@ func (d *DownTrack) pad(now time.Time) {
 		return
 	}
 	for i := 0; i < 32 && d.probeBank >= paddingSize; i++ {
+		// on the media stream: pion receivers do not count padding sent on
+		// an RTX stream in their bandwidth feedback
 		seq, ts := d.rw.Insert()
 		d.hdr = rtp.Header{Version: 2, Padding: true, PaddingSize: paddingSize,
 			PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}

@@ -53,7 +53,9 @@ func (b *RetransmitBudget) Take(size int, now time.Time, repeat bool) bool {
 		b.tokens += b.rate * now.Sub(b.last).Seconds()
 	}
 	b.last = now
-	b.tokens = min(b.tokens, b.rate/10)
+	// up to 100 ms of the rate at once, but always room for two full
+	// packets: a low rate must slow retransmissions, not forbid them
+	b.tokens = min(b.tokens, max(b.rate/10, 2*maxPacketSize*8))
 	bits := float64(size * 8)
 	floor := 0.0
 	if repeat {

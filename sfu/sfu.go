@@ -89,7 +89,11 @@ func New(cfg Config) (*SFU, error) {
 	ir := &interceptor.Registry{}
 	// The SFU NACKs publishers for missing packets (generator), but answers
 	// subscribers' NACKs itself from the publisher's cache: no responder.
-	gen, err := nack.NewGeneratorInterceptor()
+	// NACKs to publishers: every 50 ms (about a typical RTT) for what is
+	// still missing, at most 10 times (half a second, past which a packet
+	// is too late for any subscriber's playout)
+	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorInterval(nackInterval),
+		nack.GeneratorMaxNacksPerPacket(nackMaxPerPacket))
 	if err != nil {
 		return nil, fmt.Errorf("nack generator: %w", err)
 	}
@@ -154,6 +158,12 @@ func New(cfg Config) (*SFU, error) {
 	return s, nil
 }
 
+// Publisher-leg NACK timing.
+const (
+	nackInterval     = 50 * time.Millisecond
+	nackMaxPerPacket = 10
+)
+
 // supportedCodecs are the codecs Chorus negotiates, in order of preference.
 func supportedCodecs() []webrtc.RTPCodecParameters {
 	videoFB := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -185,8 +195,9 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 	}
 }
 
-// publisherCodecs keeps video RED and ULPFEC out of publisher answers: the
-// SFU forwards each publisher's media codec and builds FEC per subscriber.
+// publisherCodecs keeps video RED and ULPFEC out of publisher answers (the
+// SFU forwards each publisher's media codec and builds FEC per subscriber)
+// and puts audio RED first (a publisher that offers it protects its uplink).
 func (s *SFU) publisherCodecs(pc *webrtc.PeerConnection) {
 	var video []webrtc.RTPCodecParameters
 	for _, c := range s.codecs {
@@ -195,9 +206,21 @@ func (s *SFU) publisherCodecs(pc *webrtc.PeerConnection) {
 			video = append(video, c)
 		}
 	}
+	// audio: RED first, so that browsers protect their uplink with it
+	var audio []webrtc.RTPCodecParameters
+	for _, c := range s.codecs {
+		if strings.EqualFold(c.MimeType, MimeRED) {
+			audio = append([]webrtc.RTPCodecParameters{c}, audio...)
+		} else if strings.HasPrefix(strings.ToLower(c.MimeType), "audio/") {
+			audio = append(audio, c)
+		}
+	}
 	for _, tr := range pc.GetTransceivers() {
-		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+		switch tr.Kind() {
+		case webrtc.RTPCodecTypeVideo:
 			_ = tr.SetCodecPreferences(video) // best effort: on failure the publisher's choice stands
+		case webrtc.RTPCodecTypeAudio:
+			_ = tr.SetCodecPreferences(audio)
 		}
 	}
 }
