@@ -58,10 +58,15 @@ const (
 	// lossEpisodeJudge: how long after a loss-driven decrease the loss is
 	// checked again to tell congestion from a lossy path
 	lossEpisodeJudge = time.Second
-	// lossBaseDecay: how fast (per second) the inherent loss may fall
+	// lossBaseDecay: how fast (per second) the inherent loss may move
 	lossBaseDecay = 0.05
 	// lossLongWindow: the time constant of the long-run loss average
 	lossLongWindow = 1500 * time.Millisecond
+	// ceilingMargin: the estimate may grow this much above what a failed
+	// probe delivered
+	ceilingMargin = 1.1
+	// ceilingHold: how long a ceiling holds without a probe confirming it
+	ceilingHold = 5 * time.Second
 	// feedbackTimeout: feedback missing this long lowers the estimate
 	feedbackTimeout = time.Second
 	// lossWindowPackets: loss is judged over at least this many packets
@@ -158,6 +163,11 @@ type Estimator struct {
 	probeAcked, probeLost, probeBytes int
 	probeFirstArr, probeLastArr       time.Time
 
+	probeGot float64 // rate the probe's packets arrived at (0: unknown)
+	// ceiling caps increases after a failed probe (0: none)
+	ceiling      float64
+	ceilingUntil time.Time
+
 	ackBuf []ack // reused by parse
 }
 
@@ -176,13 +186,16 @@ type Stats struct {
 	ReceiveRate int           // bits per second delivered, per the last feedback
 	QueueDelay  time.Duration // over the path's minimum one-way delay
 	Loss        float64       // smoothed fraction of packets lost
-	State       State
+	// InherentLoss is the loss that stays when the sender slows down (a
+	// lossy path rather than congestion): what redundancy should cover
+	InherentLoss float64
+	State        State
 }
 
 // Stats returns the estimator's state.
 func (e *Estimator) Stats() Stats {
 	return Stats{Estimate: int(e.estimate), ReceiveRate: int(e.receiveRate), QueueDelay: e.queueDelay,
-		Loss: e.loss, State: e.state}
+		Loss: e.loss, InherentLoss: e.inherentLoss(), State: e.state}
 }
 
 // HasFeedback reports whether the receiver has ever sent feedback: until
@@ -216,7 +229,9 @@ func (e *Estimator) CanProbe(rate int, now time.Time) bool {
 // its flow up to ProbeRate for ProbeDuration. A probe never more than
 // doubles the estimate, so reaching a far rate takes several probes. It returns the probe's rate.
 func (e *Estimator) StartProbe(rate int, now time.Time) int {
-	r := min(float64(rate), 2*e.estimate)
+	// from what the path carries now, if the estimate is below it (the
+	// sender cannot always go as low as the estimate)
+	r := min(float64(rate), 2*max(e.estimate, e.receiveRate))
 	e.probeRate, e.probeStart, e.probeFailed = r, now, false
 	e.preProbe = e.estimate
 	e.preProbeOK = e.loss < lowLoss && e.queueDelay < underuseDelay
@@ -250,6 +265,7 @@ func (e *Estimator) endProbe(now time.Time) {
 	}
 	if !e.probeFailed && e.probeDelivered() {
 		e.estimate = max(e.estimate, e.probeRate)
+		e.ceiling = 0
 		e.probeBackoff = 0
 		e.lastFailed = 0
 		e.nextProbe = now
@@ -259,6 +275,12 @@ func (e *Estimator) endProbe(now time.Time) {
 		if e.preProbeOK {
 			e.estimate = max(e.estimate, e.preProbe)
 			e.quietUntil = now.Add(time.Second)
+		}
+		if e.probeGot > 0 {
+			// what the path delivered when pushed is its capacity: the
+			// estimate does not creep above it until a probe succeeds
+			e.ceiling = max(e.probeGot*(1-e.lossBase)*ceilingMargin, float64(e.cfg.Min))
+			e.ceilingUntil = now.Add(ceilingHold)
 		}
 		e.probeBackoff = min(maxProbeBackoff, max(minProbeBackoff, 2*e.probeBackoff))
 		e.nextProbe = now.Add(e.probeBackoff)
@@ -272,6 +294,7 @@ func (e *Estimator) endProbe(now time.Time) {
 // the path's inherent loss), and not much more loss than before the probe. A bottleneck that
 // polices rather than queues shows up here, not in the delay.
 func (e *Estimator) probeDelivered() bool {
+	e.probeGot = 0
 	n := e.probeAcked + e.probeLost
 	if e.probeAcked < 5 || n == 0 {
 		return false
@@ -283,8 +306,9 @@ func (e *Estimator) probeDelivered() bool {
 	if span < probeDuration/2 {
 		return false
 	}
+	e.probeGot = float64(e.probeBytes*8) / span.Seconds()
 	// on a lossy path what arrives is the probe rate less the inherent loss
-	return float64(e.probeBytes*8)/span.Seconds() >= 0.9*e.probeRate*(1-e.lossBase)
+	return e.probeGot >= 0.9*e.probeRate*(1-e.lossBase)
 }
 
 // inProbe reports whether a packet sent at at belongs to the running probe.
@@ -373,6 +397,22 @@ func (e *Estimator) pushDelay(s delaySample) {
 	}
 }
 
+// inherentLoss is the loss redundancy should cover: the learned base, or,
+// below the level that triggers a decrease, the long-run loss while no
+// queue says the path is congested.
+func (e *Estimator) inherentLoss() float64 {
+	if e.lossBase > 0 {
+		return e.lossBase
+	}
+	// the long-run loss, unless it may still hold a congestion episode's
+	// (a decrease in its window): redundancy would feed the congestion
+	if e.queueDelay < underuseDelay && e.state != StateDecrease &&
+		(e.lastDecrease.IsZero() || e.lastUpdate.Sub(e.lastDecrease) > 2*lossLongWindow) {
+		return min(e.lossLong, highLoss)
+	}
+	return 0
+}
+
 // excessLoss is the last report's loss above the inherent loss, less a
 // tolerance for how much a lossy path's loss varies from report to report.
 func (e *Estimator) excessLoss() float64 {
@@ -386,9 +426,14 @@ func (e *Estimator) excessLoss() float64 {
 // the loss was congestion (it went away at the lower rate) or inherent to
 // the path (it stayed): then it becomes the base and the estimate returns.
 func (e *Estimator) judgeLossEpisode(now time.Time, dt float64) {
-	if e.lossLong < e.lossBase {
+	switch {
+	case e.lossLong < e.lossBase:
 		// the path may have got better: let the base follow, slowly
 		e.lossBase = max(e.lossLong, e.lossBase-lossBaseDecay*dt)
+	case e.lossBase > 0 && e.queueDelay < underuseDelay && e.state != StateDecrease:
+		// a path known to be lossy, not congested now: the base follows its
+		// long-run loss up as well
+		e.lossBase = min(e.lossLong, e.lossBase+lossBaseDecay*dt)
 	}
 	if e.episodeStart.IsZero() || now.Sub(e.episodeStart) < lossEpisodeJudge {
 		return
@@ -423,10 +468,10 @@ func (e *Estimator) update(now time.Time) {
 			break
 		}
 		e.lastDecrease = now
-		target := e.estimate
-		if e.receiveRate > 0 && e.receiveRate < target {
-			target = e.receiveRate
-		}
+		// to a share of what the path delivers now (it is full), and never
+		// up: an estimate already below that stays (the sender may be
+		// unable to go lower, audio and the lowest video layer, and
+		// lowering further would only make the way back longer)
 		factor := 0.85
 		if x := e.excessLoss(); x > highLoss {
 			// what got through is the capacity: do not fall far below it
@@ -435,7 +480,15 @@ func (e *Estimator) update(now time.Time) {
 				e.episodeStart, e.episodeLoss, e.episodeEstimate = now, e.reportLoss, e.estimate
 			}
 		}
-		e.estimate = target * factor
+		if e.receiveRate > 0 {
+			e.estimate = min(e.estimate, e.receiveRate*factor)
+			// the path was full at this rate: no creeping above it until
+			// a probe shows more
+			e.ceiling = max(min(e.receiveRate, e.estimate/factor)*ceilingMargin, float64(e.cfg.Min))
+			e.ceilingUntil = now.Add(ceilingHold)
+		} else {
+			e.estimate *= factor
+		}
 	case e.queueDelay > overuseDelay:
 		e.state = StateHold
 	case e.queueDelay < underuseDelay && e.excessLoss() < lowLoss:
@@ -445,6 +498,9 @@ func (e *Estimator) update(now time.Time) {
 			// grow only up to the headroom over what flows; a small flow
 			// (app-limited) does not lower an estimate either
 			grown = min(grown, max(e.cfg.Headroom*e.receiveRate, float64(e.cfg.Min)))
+		}
+		if e.ceiling > 0 && now.Before(e.ceilingUntil) {
+			grown = min(grown, e.ceiling)
 		}
 		e.estimate = max(e.estimate, grown)
 	default:

@@ -139,6 +139,8 @@ const (
 	// residualTarget is the frame loss DistanceForLoss aims to leave after
 	// recovery: about what Opus packet loss concealment hides well.
 	residualTarget = 0.01
+	// minLoss is the loss below which DistanceForLoss sends no copies.
+	minLoss = 0.01
 	// maxAutoDistance is the largest distance DistanceForLoss returns.
 	maxAutoDistance = 10
 )
@@ -160,10 +162,9 @@ const (
 //	60%      9            99.4%
 //	80%      10           91.4% (99% would need d=20)
 //
-// The minimum is 1, not 0: the function is only used when the receiver
-// negotiated RED, loss estimates lag the loss by a report interval or more
-// so the first burst arrives before the estimate rises, and one copy of a
-// 20 ms Opus frame costs a few tens of kbit/s, small beside video.
+// Below minLoss (1%) it is 0: no copies on a clean path, and none on a
+// congested one either (callers pass the loss that is not congestion:
+// copies would add to it). From 1% on it is at least 1.
 //
 // The maximum is 10: each copy adds the audio bitrate once more, so at the
 // top a subscriber receives eleven times the audio bitrate; that is what
@@ -171,8 +172,8 @@ const (
 // itself. Loss from congestion is the bandwidth estimator's business (it
 // lowers video first); the copies are counted in the audio's demand.
 func DistanceForLoss(loss float64) int {
-	if math.IsNaN(loss) || loss <= 0 {
-		return 1
+	if math.IsNaN(loss) || loss < minLoss {
+		return 0
 	}
 	if loss >= 1 {
 		return maxAutoDistance

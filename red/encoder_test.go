@@ -206,7 +206,7 @@ func TestDistanceForLoss(t *testing.T) {
 	for i := 0; i <= 100; i++ {
 		p := float64(i) / 100
 		d := DistanceForLoss(p)
-		if d < prev || d < 1 || d > maxAutoDistance {
+		if d < prev || (p >= minLoss && d < 1) || d > maxAutoDistance {
 			t.Fatalf("loss %.2f: distance %d after %d", p, d, prev)
 		}
 		prev = d
@@ -215,13 +215,13 @@ func TestDistanceForLoss(t *testing.T) {
 			t.Fatalf("loss %.2f: distance %d leaves %.2f%% lost", p, d, 100*residual)
 		}
 	}
-	for p, want := range map[float64]int{0: 1, 0.05: 1, 0.10: 1, 0.15: 2, 0.20: 2, 0.29: 3, 0.30: 3, 0.40: 5, 0.6: 9, 0.8: 10} {
+	for p, want := range map[float64]int{0: 0, 0.005: 0, 0.01: 1, 0.05: 1, 0.10: 1, 0.15: 2, 0.20: 2, 0.29: 3, 0.30: 3, 0.40: 5, 0.6: 9, 0.8: 10} {
 		if d := DistanceForLoss(p); d != want {
 			t.Fatalf("DistanceForLoss(%v) = %d, want %d", p, d, want)
 		}
 	}
 	for _, p := range []float64{math.NaN(), -1, math.Inf(-1)} {
-		if d := DistanceForLoss(p); d != 1 {
+		if d := DistanceForLoss(p); d != 0 {
 			t.Fatalf("DistanceForLoss(%v) = %d", p, d)
 		}
 	}

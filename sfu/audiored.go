@@ -109,7 +109,7 @@ func (d *DownTrack) sendAudio(hdr CachedPacket, payload []byte) {
 			d.dropped.Add(1)
 		}
 	case audioREDEncode:
-		a.enc.SetDistance(red.DistanceForLoss(d.lossRate()))
+		a.enc.SetDistance(red.DistanceForLoss(redundancyLoss(d.lossRate())))
 		seq, ts, ok := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
 		if !ok {
 			d.dropped.Add(1)
@@ -122,6 +122,10 @@ func (d *DownTrack) sendAudio(hdr CachedPacket, payload []byte) {
 		}
 	}
 }
+
+// redundancyLoss adds a margin to a measured loss before it sizes
+// redundancy: measurements are noisy, and one copy too few costs speech.
+func redundancyLoss(loss float64) float64 { return min(1, loss*1.15) }
 
 // setREDBlockPT rewrites the payload type of every block of a RED payload
 // to pt (the publisher's and the subscriber's Opus types may differ).
@@ -156,5 +160,18 @@ func (d *DownTrack) noteReceiverReport(r *rtcp.ReceiverReport) {
 	}
 }
 
-// lossRate is the subscriber's smoothed loss on this track (0..1).
-func (d *DownTrack) lossRate() float64 { return math.Float64frombits(d.loss.Load()) }
+// lossRate is the loss redundancy (audio RED, video FEC) should cover on
+// this track (0..1): the subscriber's reported loss, but no more than the
+// connection's inherent loss when the bandwidth estimator knows it. Loss
+// from congestion is not covered: more redundancy would only add to it.
+func (d *DownTrack) lossRate() float64 {
+	rr := math.Float64frombits(d.loss.Load())
+	if inh := d.inherentLoss.Load(); inh != nil {
+		return min(rr, *inh)
+	}
+	return rr
+}
+
+// SetInherentLoss caps the loss redundancy covers (see lossRate); called by
+// the subscriber's control loop from its bandwidth estimator.
+func (d *DownTrack) SetInherentLoss(loss float64) { d.inherentLoss.Store(&loss) }

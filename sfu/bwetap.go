@@ -19,6 +19,9 @@ import (
 type bandwidth struct {
 	mu  sync.Mutex
 	est *bwe.Estimator // allocated on first use: publish-only participants never need one
+	// prober pads for the running probe (set by the control loop): the
+	// feedback that ends a probe early stops its padding at once
+	prober *DownTrack
 }
 
 func newBandwidth() *bandwidth { return &bandwidth{} }
@@ -39,8 +42,16 @@ func (b *bandwidth) sent(seq uint16, size int, at time.Time) {
 
 func (b *bandwidth) feedback(fb *rtcp.TransportLayerCC, at time.Time) {
 	b.mu.Lock()
-	b.estimator().OnFeedback(fb, at)
+	e := b.estimator()
+	e.OnFeedback(fb, at)
+	var stop *DownTrack
+	if b.prober != nil && e.ProbeRate(at) == 0 {
+		stop, b.prober = b.prober, nil
+	}
 	b.mu.Unlock()
+	if stop != nil {
+		stop.Probe(0, 0) // does not block
+	}
 }
 
 // with runs f on the estimator with the lock held.

@@ -112,10 +112,17 @@ func (p *Participant) allocate(now time.Time) {
 	}
 	var estimate int
 	var estimated bool
+	var inherent float64
 	p.bw.with(func(e *bwe.Estimator) {
 		e.CheckFeedback(now)
 		estimate, estimated = e.Estimate(), e.HasFeedback()
+		inherent = e.Stats().InherentLoss
 	})
+	if estimated {
+		for _, s := range subs {
+			s.down.SetInherentLoss(inherent)
+		}
+	}
 	if estimated {
 		p.rtxBudget.SetEstimate(estimate)
 	} else {
@@ -177,7 +184,7 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 			rate = u.Bitrate(now)
 		}
 		if a := d.audio.Load(); a != nil && a.mode == audioREDEncode {
-			rate *= 1 + red.DistanceForLoss(d.lossRate()) // the copies cost bandwidth too
+			rate *= 1 + red.DistanceForLoss(redundancyLoss(d.lossRate())) // the copies cost bandwidth too
 		}
 		dm.Layers = []int{rate}
 		return dm
@@ -200,16 +207,20 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 // probe starts a bandwidth probe when a track is held back and the
 // estimator allows one: the busiest video down track pads its flow.
 func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.Demand, grants []bwe.Grant) {
-	if p.prober != nil {
-		running := 0
-		p.bw.with(func(e *bwe.Estimator) { running = e.ProbeRate(now) })
-		if running > 0 {
-			return
-		}
-		// the estimator ended the probe (early when it congested the
-		// path): stop the padding now rather than at its planned end
-		p.prober.Probe(0, 0)
-		p.prober = nil
+	var running *DownTrack
+	probing := 0
+	p.bw.with(func(e *bwe.Estimator) { probing = e.ProbeRate(now) })
+	p.bw.mu.Lock()
+	if probing == 0 && p.bw.prober != nil {
+		// the probe's time is up: stop its padding
+		running, p.bw.prober = p.bw.prober, nil
+	}
+	p.bw.mu.Unlock()
+	if running != nil {
+		running.Probe(0, 0)
+	}
+	if probing > 0 {
+		return
 	}
 	next, used := bwe.NextStep(demands, grants)
 	if next == 0 {
@@ -233,7 +244,9 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 	})
 	if extra > 0 {
 		busiest.Probe(extra, bwe.ProbeDuration())
-		p.prober = busiest
+		p.bw.mu.Lock()
+		p.bw.prober = busiest
+		p.bw.mu.Unlock()
 	}
 }
 

@@ -88,9 +88,10 @@ type DownTrack struct {
 	rtxAt     [256]rtxRecord
 	rtxSeq    uint16 // sequence number of the RTX stream
 
-	audio atomic.Pointer[audioState] // set by Bind for audio
-	fec   atomic.Pointer[fecState]   // set by Bind for video when FEC was negotiated
-	loss  atomic.Uint64              // float64 bits: the subscriber's loss (receiver reports)
+	audio        atomic.Pointer[audioState] // set by Bind for audio
+	fec          atomic.Pointer[fecState]   // set by Bind for video when FEC was negotiated
+	loss         atomic.Uint64              // float64 bits: the subscriber's loss (receiver reports)
+	inherentLoss atomic.Pointer[float64]    // nil: not estimated (see lossRate)
 	// lossSmooth is owned by the RTCP reader (the only caller of HandleRTCP)
 	lossSmooth float64
 	probing    probeReq

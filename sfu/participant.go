@@ -44,7 +44,6 @@ type Participant struct {
 	bw       *bandwidth   // the subscriber connection's estimator
 	// rtxBudget bounds the retransmissions sent on the subscriber connection
 	rtxBudget RetransmitBudget
-	prober    *DownTrack // padding for the running probe; owned by the control loop
 
 	mu        sync.Mutex
 	closed    bool

@@ -1,0 +1,1028 @@
+package server_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/transport/v5/vnet"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/internal/mediatest"
+	"github.com/chorus-sfu/chorus/signaling/client"
+)
+
+// Helpers of BenchmarkLossResilience (loss_bench_test.go): an in-process
+// network with one lossy leg, a multi-packet VP8 source, and a model of the
+// subscriber's video decoder that turns packet arrivals into decoded frames,
+// keyframe requests and freezes.
+
+// Addresses of the benchmark's network.
+const (
+	lrCIDR  = "10.0.0.0/24"
+	lrSFUIP = "10.0.0.1"
+	lrPubIP = "10.0.0.2"
+	lrSubIP = "10.0.0.3" // the subscriber under test
+	lrRefIP = "10.0.0.4" // the reference subscriber: lossless, no RED, no FEC
+)
+
+// lrOneWay is the one-way delay of every hop (the vnet router's minimum
+// delay): 50 ms round trips on both legs, 50 ms publisher to subscriber.
+const lrOneWay = 25 * time.Millisecond
+
+// lrLeg is a direction of one link, by the addresses of its ends.
+type lrLeg struct{ src, dst string }
+
+// lrKey names one RTP stream on one direction of a link.
+type lrKey struct {
+	lrLeg
+	ssrc uint32
+}
+
+// lrChunk is one RTP packet the router carried (or dropped).
+type lrChunk struct {
+	seq     uint16
+	at      time.Time
+	size    int // UDP payload: the SRTP packet
+	dropped bool
+}
+
+// lrNet is the benchmark's network: one vnet router that delays every
+// packet by lrOneWay and drops RTP and RTCP packets on one leg at random
+// with a seeded generator. STUN and DTLS are never dropped, so that ICE
+// consent and the handshake survive any loss: the loss is a media-plane
+// loss. Every RTP packet routed is logged (time, size, dropped) per stream,
+// before the drop, so that what each end sent can be counted.
+type lrNet struct {
+	router *vnet.Router
+	nets   map[string]*vnet.Net
+	lossy  lrLeg
+	rate   float64
+
+	mu   sync.Mutex
+	seed uint64
+	rng  *rand.Rand            // RTCP, and RTP of streams not named by seedStream
+	rngs map[uint32]*rand.Rand // per named RTP stream (SSRC) on the lossy leg
+	log  map[lrKey][]lrChunk
+}
+
+func newLRNet(tb testing.TB, lossy lrLeg, rate float64, seed uint64) *lrNet {
+	tb.Helper()
+	router, err := vnet.NewRouter(&vnet.RouterConfig{CIDR: lrCIDR, MinDelay: lrOneWay,
+		LoggerFactory: quietLoggerFactory()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := &lrNet{router: router, nets: map[string]*vnet.Net{}, lossy: lossy, rate: rate, seed: seed,
+		rng: rand.New(rand.NewPCG(seed, 0x1055)), rngs: map[uint32]*rand.Rand{}, log: map[lrKey][]lrChunk{}}
+	for _, ip := range []string{lrSFUIP, lrPubIP, lrSubIP, lrRefIP} {
+		vn, err := vnet.NewNet(&vnet.NetConfig{StaticIPs: []string{ip}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := router.AddNet(vn); err != nil {
+			tb.Fatal(err)
+		}
+		n.nets[ip] = vn
+	}
+	router.AddChunkFilter(n.filter)
+	if err := router.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = router.Stop() })
+	return n
+}
+
+// filter is the router's chunk filter (called by its one goroutine, after
+// the delay): it logs RTP packets and drops RTP and RTCP on the lossy leg.
+func (n *lrNet) filter(c vnet.Chunk) bool {
+	if c.Network() != "udp" {
+		return true
+	}
+	b := c.UserData()
+	if len(b) < 12 || b[0]>>6 != 2 { // STUN (0-3) and DTLS (20-63) pass
+		return true
+	}
+	src, _, err1 := net.SplitHostPort(c.SourceAddr().String())
+	dst, _, err2 := net.SplitHostPort(c.DestinationAddr().String())
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	leg := lrLeg{src, dst}
+	isRTCP := b[1] >= 192 && b[1] <= 223 // RFC 5761
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if leg != n.lossy || n.rate == 0 {
+		if !isRTCP {
+			k := lrKey{leg, binary.BigEndian.Uint32(b[8:12])}
+			n.log[k] = append(n.log[k], lrChunk{seq: binary.BigEndian.Uint16(b[2:4]), at: time.Now(), size: len(b)})
+		}
+		return true
+	}
+	rng := n.rng
+	if r, ok := n.rngs[binary.BigEndian.Uint32(b[8:12])]; ok && !isRTCP {
+		rng = r
+	}
+	drop := rng.Float64() < n.rate
+	if !isRTCP {
+		k := lrKey{leg, binary.BigEndian.Uint32(b[8:12])}
+		n.log[k] = append(n.log[k], lrChunk{seq: binary.BigEndian.Uint16(b[2:4]), at: time.Now(), size: len(b), dropped: drop})
+	}
+	return !drop
+}
+
+// seedStream gives the RTP stream ssrc its own loss sequence, number
+// stream of the network's seed: its losses then depend on its own packets
+// only, not on how they interleave with other streams'.
+func (n *lrNet) seedStream(ssrc uint32, stream uint64) {
+	if ssrc == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.rngs[ssrc] = rand.New(rand.NewPCG(n.seed, stream))
+}
+
+// count sums the RTP packets and bytes of the streams ssrcs on leg that the
+// router handled in [from, to), and how many of them it dropped.
+func (n *lrNet) count(leg lrLeg, from, to time.Time, ssrcs ...uint32) (pkts, bytes, dropped int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range ssrcs {
+		if s == 0 {
+			continue
+		}
+		for _, c := range n.log[lrKey{leg, s}] {
+			if c.at.Before(from) || !c.at.Before(to) {
+				continue
+			}
+			pkts++
+			bytes += c.size
+			if c.dropped {
+				dropped++
+			}
+		}
+	}
+	return pkts, bytes, dropped
+}
+
+// api returns a client API whose PeerConnections live on the vnet address
+// ip, with the codecs codecs registers, the interceptors first (ahead of the
+// others) and pion's default interceptors (NACK generator and responder,
+// receiver and sender reports every second, TWCC feedback).
+func (n *lrNet) api(tb testing.TB, ip string, codecs func(*webrtc.MediaEngine) error, first ...interceptor.Factory) *webrtc.API {
+	tb.Helper()
+	vn := n.nets[ip]
+	want := net.ParseIP(ip)
+	api, err := client.NewAPIWith(func(me *webrtc.MediaEngine, ir *interceptor.Registry, se *webrtc.SettingEngine) error {
+		if err := codecs(me); err != nil {
+			return err
+		}
+		for _, f := range first {
+			ir.Add(f)
+		}
+		se.SetNet(vn)
+		se.LoggerFactory = quietLoggerFactory()
+		se.SetIncludeLoopbackCandidate(false)
+		se.SetIPFilter(func(a net.IP) bool { return a.Equal(want) })
+		// the network never partitions: only give up on a dead peer late
+		se.SetICETimeouts(10*time.Second, 20*time.Second, 500*time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return api
+}
+
+// lrPlainCodecs are pion's defaults: Opus without RED, VP8 with RTX,
+// no video RED or FEC.
+func lrPlainCodecs(me *webrtc.MediaEngine) error { return me.RegisterDefaultCodecs() }
+
+// lrREDPublisherCodecs add audio/red to pion's defaults, as a browser
+// offers it.
+func lrREDPublisherCodecs(me *webrtc.MediaEngine) error {
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return err
+	}
+	return me.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: mediatest.MimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}}, webrtc.RTPCodecTypeAudio)
+}
+
+// lrBrowserSubscriberCodecs are what a browser accepts for receiving,
+// without RTX: Opus and audio RED, VP8 with NACK, PLI and TWCC, video RED
+// and ULPFEC. RTX is left out because pion's NACK generator does not see
+// packets repaired on an RTX stream and would NACK them again (see fecAPI).
+func lrBrowserSubscriberCodecs(me *webrtc.MediaEngine) error {
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}},
+		{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mediatest.MimeRED, ClockRate: 48000,
+			Channels: 2, SDPFmtpLine: "111/111"}},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+	}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}},
+		{PayloadType: 122, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/red", ClockRate: 90000}},
+		{PayloadType: 123, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/ulpfec", ClockRate: 90000}},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Video frames of the benchmark's source.
+const (
+	lrPacketPayload = 1040 // bytes of VP8 payload per packet
+	lrDeltaPackets  = 2    // packets per inter frame: ~500 kbit/s at 30 fps
+	lrKeyPackets    = 8    // packets per keyframe (4x an inter frame)
+	lrMaxParts      = 8    // packet numbers per frame in the sinks' indices
+	lrFrameInterval = time.Second / 30
+)
+
+// lrFrame is one video frame as sent.
+type lrFrame struct {
+	sentAt time.Time
+	seq    uint16 // of its first packet, as sent by the publisher
+	parts  int
+	key    bool
+}
+
+// lrVideoSource sends VP8 frames of several packets: each packet carries
+// the index frame*lrMaxParts+part (where mediatest's sinks read a frame
+// index) and the send time, so that a mediatest.Sink records one "frame"
+// per packet. Keyframes are sent first and on PLI/FIR.
+type lrVideoSource struct {
+	Track *webrtc.TrackLocalStaticRTP
+
+	mu        sync.Mutex
+	seq       uint16
+	ts        uint32
+	keyNeeded bool
+	frames    []lrFrame
+	plis      int
+}
+
+func newLRVideoSource(tb testing.TB, id, stream string) *lrVideoSource {
+	tb.Helper()
+	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, id, stream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &lrVideoSource{Track: t, keyNeeded: true, seq: 1000, ts: 90000}
+}
+
+// writeFrame sends the next frame, its packets back to back.
+func (s *lrVideoSource) writeFrame() error {
+	s.mu.Lock()
+	f := uint32(len(s.frames))
+	key := s.keyNeeded
+	s.keyNeeded = false
+	parts := lrDeltaPackets
+	if key {
+		parts = lrKeyPackets
+	}
+	s.ts += 3000
+	ts, seq := s.ts, s.seq
+	s.seq += uint16(parts)
+	now := time.Now()
+	// recorded before sending: a receiver may see the packets at once
+	s.frames = append(s.frames, lrFrame{sentAt: now, seq: seq, parts: parts, key: key})
+	s.mu.Unlock()
+
+	for i := 0; i < parts; i++ {
+		payload := make([]byte, lrPacketPayload)
+		if i == 0 {
+			payload[0] = 0x10 // VP8 descriptor: S=1, partition 0
+			if key {
+				// frame tag (keyframe, shown), start code, 640x360
+				payload[1] = 0x10
+				copy(payload[4:], []byte{0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01})
+			} else {
+				payload[1] = 0x01 // inter frame
+			}
+		}
+		binary.BigEndian.PutUint32(payload[11:], f*lrMaxParts+uint32(i))
+		binary.BigEndian.PutUint64(payload[15:], uint64(now.UnixNano()))
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: i == parts-1, SequenceNumber: seq + uint16(i), Timestamp: ts},
+			Payload: payload}
+		if err := s.Track.WriteRTP(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRTCP reads the sender's RTCP (which drives pion's NACK responder)
+// until it ends; a PLI or FIR makes the next frame a keyframe.
+func (s *lrVideoSource) readRTCP(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				s.mu.Lock()
+				s.keyNeeded = true
+				s.plis++
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// next is the number of frames sent.
+func (s *lrVideoSource) next() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uint32(len(s.frames))
+}
+
+func (s *lrVideoSource) frame(f uint32) lrFrame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frames[f]
+}
+
+// keyframes counts the keyframes among frames [from, to).
+func (s *lrVideoSource) keyframes(from, to uint32) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, f := range s.frames[from:to] {
+		if f.key {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *lrVideoSource) keyRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.plis
+}
+
+// lrEvery calls fn every interval (a ticker: after a stall of the process,
+// missed ticks are not made up) until the benchmark ends or fn fails.
+func lrEvery(tb testing.TB, interval time.Duration, fn func() error) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if fn() != nil {
+					return
+				}
+			}
+		}
+	}()
+	tb.Cleanup(func() { close(stop); <-done })
+}
+
+// lrAudioPump sends an Opus (or RED) frame every 20 ms and remembers when
+// each was sent.
+type lrAudioPump struct {
+	src  *mediatest.Source
+	mu   sync.Mutex
+	sent map[uint32]time.Time
+}
+
+func startLRAudio(tb testing.TB, src *mediatest.Source) *lrAudioPump {
+	p := &lrAudioPump{src: src, sent: map[uint32]time.Time{}}
+	lrEvery(tb, 20*time.Millisecond, func() error {
+		at := time.Now()
+		idx, err := src.WriteFrame()
+		p.mu.Lock()
+		p.sent[idx] = at
+		p.mu.Unlock()
+		return err
+	})
+	return p
+}
+
+func (p *lrAudioPump) sentAt(idx uint32) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.sent[idx]
+	return t, ok
+}
+
+// firstArrivals maps each index a sink received to when it first arrived.
+func firstArrivals(sk *mediatest.Sink) map[uint32]time.Time {
+	fs, as := sk.Frames(), sk.Arrivals()
+	out := make(map[uint32]time.Time, len(fs))
+	for i := 0; i < min(len(fs), len(as)); i++ {
+		if _, ok := out[fs[i]]; !ok {
+			out[fs[i]] = as[i]
+		}
+	}
+	return out
+}
+
+// lrDeadline is the playout deadline: a frame (audio or video) that is not
+// complete this long after it was sent is too late.
+const lrDeadline = 400 * time.Millisecond
+
+// lrPlayoutDelay is the modelled video receiver's playout delay after the
+// send time: the path (two 25 ms hops) and one round trip, room for one
+// retransmission, as a browser's jitter buffer makes when NACK is on. A
+// frame complete later is shown when complete (and delays the frames after
+// it).
+const lrPlayoutDelay = 4 * lrOneWay
+
+// lrPLIInterval: while its picture is broken, the modelled receiver asks
+// for a keyframe this often.
+const lrPLIInterval = 300 * time.Millisecond
+
+// lrFrameResult is what the modelled decoder did with one frame.
+type lrFrameResult struct {
+	decided  bool
+	complete bool      // every packet arrived within lrDeadline of the send
+	decoded  bool      // complete, and its reference chain back to a keyframe too
+	renderAt time.Time // when it was shown (decoded frames)
+}
+
+// lrVideoModel is the subscriber's video decoder as far as timing goes.
+// Frames are decoded in order, each as soon as all its packets have arrived
+// and the frame before it is decoded. A frame still incomplete lrDeadline
+// after it was sent is given up; every frame after it is undecodable (an
+// inter frame refers to the one before) until a complete keyframe, which
+// the model asks for with a PLI at once and then every lrPLIInterval. A
+// decoded frame is rendered when decoded, but not before lrPlayoutDelay
+// after it was sent.
+//
+// The model runs on a 10 ms ticker while the benchmark runs (its PLIs change
+// what the publisher sends); its decisions use the packets' arrival times,
+// not the ticks.
+type lrVideoModel struct {
+	src  *lrVideoSource
+	sink *mediatest.Sink
+	pli  func() error
+
+	mu         sync.Mutex
+	seen       int // sink packets consumed
+	parts      []uint8
+	completeAt []time.Time
+	results    []lrFrameResult
+	next       int64 // next frame to decide, -1 until the first packet
+	chain      bool  // the last frame decided was decoded
+	broken     bool  // waiting for a keyframe after a failure
+	lastRender time.Time
+	lastPLI    time.Time
+	plis       []time.Time
+}
+
+func startLRVideoModel(tb testing.TB, src *lrVideoSource, sink *mediatest.Sink, pli func() error) *lrVideoModel {
+	m := &lrVideoModel{src: src, sink: sink, pli: pli, next: -1}
+	lrEvery(tb, 10*time.Millisecond, func() error {
+		m.step(time.Now())
+		return nil
+	})
+	return m
+}
+
+func (m *lrVideoModel) grow(f uint32) {
+	for uint32(len(m.parts)) <= f {
+		m.parts = append(m.parts, 0)
+		m.completeAt = append(m.completeAt, time.Time{})
+		m.results = append(m.results, lrFrameResult{})
+	}
+}
+
+// step takes in the packets that arrived and decides every frame whose
+// fate is known at now.
+func (m *lrVideoModel) step(now time.Time) {
+	fs, as := m.sink.Frames(), m.sink.Arrivals()
+	sent := m.src.next()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := min(len(fs), len(as))
+	for i := m.seen; i < n; i++ {
+		f, part := fs[i]/lrMaxParts, fs[i]%lrMaxParts
+		if f >= sent {
+			continue // not a frame the source sent: never expected
+		}
+		m.grow(f)
+		if m.next < 0 {
+			m.next = int64(f)
+		}
+		bit := uint8(1) << part
+		if m.parts[f]&bit != 0 {
+			continue
+		}
+		m.parts[f] |= bit
+		if bits.OnesCount8(m.parts[f]) == m.src.frame(f).parts {
+			m.completeAt[f] = as[i]
+		}
+	}
+	m.seen = n
+	if m.next < 0 {
+		return
+	}
+	for uint32(m.next) < sent {
+		f := uint32(m.next)
+		m.grow(f)
+		fr := m.src.frame(f)
+		dl := fr.sentAt.Add(lrDeadline)
+		c := m.completeAt[f]
+		complete := !c.IsZero() && !c.After(dl)
+		if !complete && !now.After(dl) {
+			break // may still complete
+		}
+		r := lrFrameResult{decided: true, complete: complete}
+		if complete && (fr.key || m.chain) {
+			r.decoded = true
+			r.renderAt = c
+			if at := fr.sentAt.Add(lrPlayoutDelay); r.renderAt.Before(at) {
+				r.renderAt = at
+			}
+			if r.renderAt.Before(m.lastRender) {
+				r.renderAt = m.lastRender
+			}
+			m.lastRender = r.renderAt
+			m.chain = true
+			m.broken = false
+		} else {
+			m.chain = false
+			if !m.broken {
+				m.broken = true
+				m.lastPLI = time.Time{} // ask at once
+			}
+		}
+		m.results[f] = r
+		m.next++
+	}
+	if m.broken && now.Sub(m.lastPLI) >= lrPLIInterval {
+		m.lastPLI = now
+		m.plis = append(m.plis, now)
+		_ = m.pli()
+	}
+}
+
+// lrVideoStats are the video figures of frames [from, to).
+type lrVideoStats struct {
+	frames, complete, decoded int
+	packets, packetsLost      int // packets sent, and never received at all
+	freezes                   int
+	freezeTime                time.Duration
+	longestGap                time.Duration
+}
+
+// stats computes the figures of frames [from, to) at now; call it once
+// every frame of the range is decided (lrDeadline after the last was sent).
+//
+// Freezes follow Chrome's definition (webrtc-stats freezeCount): a gap
+// between two rendered frames is a freeze when it is at least
+// max(3 x avg, avg + 150 ms), avg being the mean of the last 30 gaps. The
+// gaps are those between the frames of the range rendered, from when the
+// first frame was due (sent + lrPlayoutDelay) to when the last one was due:
+// a picture frozen across the start or the end of the range counts for its
+// part inside it.
+func (m *lrVideoModel) stats(from, to uint32) lrVideoStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var st lrVideoStats
+	start := m.src.frame(from).sentAt.Add(lrPlayoutDelay)
+	end := m.src.frame(to - 1).sentAt.Add(lrPlayoutDelay)
+	points := []time.Time{start}
+	for f := from; f < to; f++ {
+		fr := m.src.frame(f)
+		st.frames++
+		st.packets += fr.parts
+		var r lrFrameResult
+		var got uint8
+		if f < uint32(len(m.results)) {
+			r, got = m.results[f], m.parts[f]
+		}
+		st.packetsLost += fr.parts - bits.OnesCount8(got)
+		if r.complete {
+			st.complete++
+		}
+		if r.decoded {
+			st.decoded++
+			points = append(points, r.renderAt)
+		}
+	}
+	if last := points[len(points)-1]; end.After(last) {
+		points = append(points, end)
+	}
+	var gaps []time.Duration
+	for i := 1; i < len(points); i++ {
+		g := points[i].Sub(points[i-1])
+		avg := lrFrameInterval
+		if len(gaps) > 0 {
+			var sum time.Duration
+			recent := gaps[max(0, len(gaps)-30):]
+			for _, x := range recent {
+				sum += x
+			}
+			avg = sum / time.Duration(len(recent))
+		}
+		st.longestGap = max(st.longestGap, g)
+		if g >= max(3*avg, avg+150*time.Millisecond) {
+			st.freezes++
+			st.freezeTime += g
+		}
+		gaps = append(gaps, g)
+	}
+	return st
+}
+
+func (m *lrVideoModel) keyRequests(from, to time.Time) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, t := range m.plis {
+		if !t.Before(from) && t.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// failures describes up to max frames of [from, to) that were not
+// complete in time: when, which packets arrived, and how long the picture
+// then stayed frozen.
+func (m *lrVideoModel) failures(from, to uint32, max int) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	t0 := m.src.frame(from).sentAt
+	for f := from; f < to && len(out) < max; f++ {
+		if f >= uint32(len(m.results)) || m.results[f].complete {
+			continue
+		}
+		fr := m.src.frame(f)
+		next := "never"
+		for g := f + 1; g < uint32(len(m.results)); g++ {
+			if m.results[g].decoded {
+				next = fmt.Sprintf("%v later (frame %d)", m.results[g].renderAt.Sub(fr.sentAt).Round(time.Millisecond), g)
+				break
+			}
+		}
+		kind := "inter"
+		if fr.key {
+			kind = "key"
+		}
+		out = append(out, fmt.Sprintf("%.2fs %s frame %d: parts %08b of %d, next decoded %s",
+			fr.sentAt.Sub(t0).Seconds(), kind, f, m.parts[f], fr.parts, next))
+	}
+	return strings.Join(out, "; ")
+}
+
+// lrStalls notices when the benchmark process was not scheduled for a
+// while (a 10 ms ticker firing 100 ms or more late): the machine is shared,
+// and media timing means nothing across such a stall.
+type lrStalls struct {
+	mu     sync.Mutex
+	stalls []lrStall
+}
+
+type lrStall struct {
+	end time.Time
+	dur time.Duration
+}
+
+func startLRStalls(tb testing.TB) *lrStalls {
+	w := &lrStalls{}
+	last := time.Now()
+	lrEvery(tb, 10*time.Millisecond, func() error {
+		now := time.Now()
+		if late := now.Sub(last) - 10*time.Millisecond; late >= 100*time.Millisecond {
+			w.mu.Lock()
+			w.stalls = append(w.stalls, lrStall{end: now, dur: late})
+			w.mu.Unlock()
+		}
+		last = now
+		return nil
+	})
+	return w
+}
+
+// in returns the number and total length of the stalls that ended in
+// [from, to).
+func (w *lrStalls) in(from, to time.Time) (n int, total time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.stalls {
+		if !s.end.Before(from) && s.end.Before(to) {
+			n++
+			total += s.dur
+		}
+	}
+	return n, total
+}
+
+// lrNackRetry is how long the subscriber's NACKer waits for a
+// retransmission before asking again: the round trip, plus a margin.
+const (
+	lrNackRetry      = 2*lrOneWay + 5*time.Millisecond
+	lrNackMaxRetries = 10
+	lrNackMaxAge     = time.Second
+)
+
+// lrNacker is the subscriber's NACK generator, in the manner of a browser's
+// (libwebrtc's NackRequester) rather than pion's: it NACKs a missing packet
+// as soon as a later one shows the gap, asks again every lrNackRetry, at
+// most lrNackMaxRetries times, and forgets a packet once it is received,
+// retransmitted, or rebuilt from FEC by the sink. pion's generator asks for
+// every missing packet every 100 ms without limit and never learns of
+// packets the application rebuilt from FEC, which would spend the SFU's
+// retransmission budget on packets the subscriber has; the NACKs it writes
+// are dropped here. It is the first interceptor of the chain, so it sees
+// every packet SRTP lets through, FEC packets included.
+//
+// One lrNacker serves one PeerConnection (the subscriber's) and one video
+// stream (the first bound whose codec has NACK feedback).
+type lrNacker struct {
+	interceptor.NoOp
+
+	mu       sync.Mutex
+	writer   interceptor.RTCPWriter
+	ssrc     uint32
+	sink     *mediatest.Sink
+	sinkSeen int
+	started  bool
+	highest  int64
+	missing  map[int64]*lrNackEntry
+	nacks    int // sequence numbers NACKed, retries included
+	// when tracing: when each sequence number was NACKed
+	trace map[uint16][]time.Time
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type lrNackEntry struct {
+	first, last time.Time
+	tries       int
+}
+
+func newLRNacker(tb testing.TB, trace bool) *lrNacker {
+	n := &lrNacker{missing: map[int64]*lrNackEntry{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if trace {
+		n.trace = map[uint16][]time.Time{}
+	}
+	go n.loop()
+	tb.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func (n *lrNacker) NewInterceptor(string) (interceptor.Interceptor, error) { return n, nil }
+
+// setSink names the sink whose rebuilt packets count as received.
+func (n *lrNacker) setSink(sk *mediatest.Sink) {
+	n.mu.Lock()
+	n.sink = sk
+	n.mu.Unlock()
+}
+
+func (n *lrNacker) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
+	n.mu.Lock()
+	n.writer = w
+	n.mu.Unlock()
+	return interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, a interceptor.Attributes) (int, error) {
+		kept := make([]rtcp.Packet, 0, len(pkts))
+		for _, p := range pkts {
+			if _, ok := p.(*rtcp.TransportLayerNack); !ok {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) == 0 {
+			return 0, nil
+		}
+		return w.Write(kept, a)
+	})
+}
+
+func (n *lrNacker) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	nack := false
+	for _, fb := range info.RTCPFeedback {
+		nack = nack || (fb.Type == "nack" && fb.Parameter == "")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !nack || n.ssrc != 0 {
+		return r
+	}
+	n.ssrc = info.SSRC
+	ssrc := info.SSRC
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		k, attr, err := r.Read(b, a)
+		if err == nil && k >= 12 && binary.BigEndian.Uint32(b[8:12]) == ssrc {
+			n.mu.Lock()
+			n.receivedLocked(binary.BigEndian.Uint16(b[2:4]), time.Now())
+			n.mu.Unlock()
+		}
+		return k, attr, err
+	})
+}
+
+// receivedLocked notes one packet received (or rebuilt) and NACKs at once
+// the gap it reveals.
+func (n *lrNacker) receivedLocked(seq uint16, now time.Time) {
+	if !n.started {
+		n.started, n.highest = true, int64(seq)
+		return
+	}
+	u := n.highest + int64(int16(seq-uint16(n.highest)))
+	if u <= n.highest {
+		delete(n.missing, u)
+		return
+	}
+	var fresh []uint16
+	if u-n.highest <= 1000 { // a longer gap is a restart, not a loss
+		for s := n.highest + 1; s < u; s++ {
+			n.missing[s] = &lrNackEntry{first: now, last: now, tries: 1}
+			fresh = append(fresh, uint16(s))
+		}
+	}
+	n.highest = u
+	n.sendLocked(fresh)
+}
+
+func (n *lrNacker) sendLocked(seqs []uint16) {
+	if len(seqs) == 0 || n.writer == nil {
+		return
+	}
+	n.nacks += len(seqs)
+	if n.trace != nil {
+		now := time.Now()
+		for _, q := range seqs {
+			n.trace[q] = append(n.trace[q], now)
+		}
+	}
+	_, _ = n.writer.Write([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: n.ssrc,
+		Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}}, nil)
+}
+
+func (n *lrNacker) loop() {
+	defer close(n.done)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case now := <-tick.C:
+			n.tick(now)
+		}
+	}
+}
+
+// tick takes in the packets the sink rebuilt and asks again for what is
+// still missing.
+func (n *lrNacker) tick(now time.Time) {
+	n.mu.Lock()
+	sk := n.sink
+	n.mu.Unlock()
+	var seqs []uint16
+	if sk != nil {
+		seqs = sk.Seqs()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sinkSeen < len(seqs) {
+		for _, s := range seqs[n.sinkSeen:] {
+			if n.started {
+				n.receivedLocked(s, now)
+			}
+		}
+		n.sinkSeen = len(seqs)
+	}
+	var due []int64
+	for s, e := range n.missing {
+		switch {
+		case e.tries >= lrNackMaxRetries || now.Sub(e.first) > lrNackMaxAge:
+			delete(n.missing, s)
+		case now.Sub(e.last) >= lrNackRetry:
+			e.last = now
+			e.tries++
+			due = append(due, s)
+		}
+	}
+	slices.Sort(due)
+	again := make([]uint16, len(due))
+	for i, s := range due {
+		again[i] = uint16(s)
+	}
+	n.sendLocked(again)
+}
+
+// nacked is the number of sequence numbers NACKed, retries included.
+func (n *lrNacker) nacked() int {
+	if n == nil {
+		return 0
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.nacks
+}
+
+// nackTimes returns when seq was NACKed (tracing only).
+func (n *lrNacker) nackTimes(seq uint16) []time.Time {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]time.Time(nil), n.trace[seq]...)
+}
+
+func (n *lrNacker) Close() error {
+	n.once.Do(func() { close(n.stop); <-n.done })
+	return nil
+}
+
+// trace details up to max frames of [from, to) that were not complete in
+// time, packet by packet: when each arrived (ms after the frame was sent),
+// when the lossy leg carried it ("x": dropped there) and when the
+// subscriber NACKed it. wire is the lossy leg's log of the video stream;
+// pubSeqs says it is in the publisher's numbering (the uplink) rather than
+// the subscriber's.
+func (m *lrVideoModel) trace(n *lrNacker, wire []lrChunk, pubSeqs bool, from, to uint32, max int) string {
+	fs, as, ss := m.sink.Frames(), m.sink.Arrivals(), m.sink.Seqs()
+	seqOf := map[uint32]uint16{}
+	atOf := map[uint32]time.Time{}
+	if m.sink.Padding() == 0 { // else Seqs and Frames are not aligned
+		for i := 0; i < len(fs) && i < len(as) && i < len(ss); i++ {
+			if _, ok := seqOf[fs[i]]; !ok {
+				seqOf[fs[i]], atOf[fs[i]] = ss[i], as[i]
+			}
+		}
+	}
+	ms := func(d time.Duration) string { return fmt.Sprint(d.Round(time.Millisecond).Milliseconds()) }
+	var out []string
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for f := from; f < to && len(out) < max; f++ {
+		if f >= uint32(len(m.results)) || m.results[f].complete {
+			continue
+		}
+		fr := m.src.frame(f)
+		// the subscriber's numbering: the parts of a frame are consecutive
+		var base uint16
+		haveBase := false
+		for p := 0; p < fr.parts && !haveBase; p++ {
+			if s, ok := seqOf[f*lrMaxParts+uint32(p)]; ok {
+				base, haveBase = s-uint16(p), true
+			}
+		}
+		line := fmt.Sprintf("frame %d (%s, sent at %.2fs):", f, map[bool]string{true: "key", false: "inter"}[fr.key],
+			fr.sentAt.Sub(m.src.frame(from).sentAt).Seconds())
+		for p := 0; p < fr.parts; p++ {
+			subSeq := base + uint16(p)
+			wireSeq := subSeq
+			if pubSeqs {
+				wireSeq = fr.seq + uint16(p)
+			}
+			var ws, ns []string
+			for _, c := range wire {
+				if (pubSeqs || haveBase) && c.seq == wireSeq && !c.at.Before(fr.sentAt) && c.at.Sub(fr.sentAt) < 2*time.Second {
+					w := ms(c.at.Sub(fr.sentAt))
+					if c.dropped {
+						w += "x"
+					}
+					ws = append(ws, w)
+				}
+			}
+			if haveBase {
+				for _, t := range n.nackTimes(subSeq) {
+					ns = append(ns, ms(t.Sub(fr.sentAt)))
+				}
+			}
+			got := "never"
+			if at, ok := atOf[f*lrMaxParts+uint32(p)]; ok {
+				got = ms(at.Sub(fr.sentAt))
+			}
+			line += fmt.Sprintf(" [%d: arrived %s, leg %v, NACKs %v]", p, got, ws, ns)
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
