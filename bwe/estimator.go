@@ -75,9 +75,9 @@ const (
 	// than the path did before it (random loss varies from probe to probe)
 	probeLossMargin = 0.08
 	// probeDuration is how long a probe sends at its rate.
-	probeDuration = 500 * time.Millisecond
+	probeDuration = 400 * time.Millisecond
 	// probeSettle is how long after a probe its feedback is still awaited.
-	probeSettle     = 300 * time.Millisecond
+	probeSettle     = 200 * time.Millisecond
 	minProbeBackoff = time.Second
 	// maxProbeBackoff bounds the wait between failed probes: probing does not
 	// move layers, and a short wait finds returning capacity quickly.

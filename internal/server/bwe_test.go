@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/chorus-sfu/chorus/internal/mediatest"
 	"github.com/chorus-sfu/chorus/sfu"
 	"github.com/chorus-sfu/chorus/signaling"
 	"github.com/chorus-sfu/chorus/signaling/client"
@@ -169,14 +170,14 @@ func adaptationTimeline(b *testing.B) {
 
 	pol.rate.Store(600_000)
 	lowered := time.Now()
-	waitLayerTB(b, ctx, v, 1, 20)
-	down := time.Since(lowered)
+	waitBelowTB(b, ctx, v, 2, 20) // the middle layer (about 650 kbit/s) does not fit either
+	down := runStart(v, func(l int) bool { return l < 2 }).Sub(lowered)
 	waitFor(ctx, 10*time.Second)
 
 	pol.rate.Store(0)
 	uncapped := time.Now()
 	waitLayerTB(b, ctx, v, 2, 50)
-	up := time.Since(uncapped)
+	up := runStart(v, func(l int) bool { return l == 2 }).Sub(uncapped)
 	close(stop)
 
 	arr := v.Arrivals()[firstGapCheck:]
@@ -195,6 +196,37 @@ func adaptationTimeline(b *testing.B) {
 		b.Log(l)
 	}
 	tlMu.Unlock()
+}
+
+// runStart is when the final run of frames whose layer satisfies in began
+// (the arrival of its first frame).
+func runStart(sk *mediatest.Sink, in func(layer int) bool) time.Time {
+	fs, arr := sk.Frames(), sk.Arrivals()
+	i := len(fs) - 1
+	for i > 0 && in(layerOf(fs[i-1])) {
+		i--
+	}
+	return arr[i]
+}
+
+// waitBelowTB waits until the last n frames received came from layers
+// below layer.
+func waitBelowTB(t testing.TB, ctx context.Context, sk *mediatest.Sink, layer, n int) {
+	t.Helper()
+	for {
+		fs := sk.Frames()
+		run := 0
+		for i := len(fs) - 1; i >= 0 && layerOf(fs[i]) < layer; i-- {
+			run++
+		}
+		if run >= n {
+			return
+		}
+		count := sk.Count()
+		if err := sk.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) > count }); err != nil {
+			t.Fatalf("timed out waiting for a layer below %d", layer)
+		}
+	}
 }
 
 // waitFor lets time pass (the steady phase of a timeline), bounded by ctx.
