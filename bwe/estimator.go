@@ -66,7 +66,7 @@ const (
 	// probe delivered
 	ceilingMargin = 1.1
 	// ceilingHold: how long a ceiling holds without a probe confirming it
-	ceilingHold = 5 * time.Second
+	ceilingHold = 30 * time.Second
 	// feedbackTimeout: feedback missing this long lowers the estimate
 	feedbackTimeout = time.Second
 	// lossWindowPackets: loss is judged over at least this many packets
@@ -76,8 +76,10 @@ const (
 	probeLossMargin = 0.08
 	// probeDuration is how long a probe sends at its rate.
 	probeDuration = 400 * time.Millisecond
-	// probeSettle is how long after a probe its feedback is still awaited.
+	// probeSettle is how long after a probe its feedback is awaited at
+	// least; maxProbeSettle at most, for its last packet's.
 	probeSettle     = 200 * time.Millisecond
+	maxProbeSettle  = time.Second
 	minProbeBackoff = time.Second
 	// maxProbeBackoff bounds the wait between failed probes: probing does not
 	// move layers, and a short wait finds returning capacity quickly.
@@ -164,6 +166,9 @@ type Estimator struct {
 	probeFirstArr, probeLastArr       time.Time
 
 	probeGot float64 // rate the probe's packets arrived at (0: unknown)
+	// the last packet sent during the probe, and whether feedback covered it
+	probeLastSeq               uint16
+	probeSentAny, probeCovered bool
 	// ceiling caps increases after a failed probe (0: none)
 	ceiling      float64
 	ceilingUntil time.Time
@@ -237,6 +242,7 @@ func (e *Estimator) StartProbe(rate int, now time.Time) int {
 	e.preProbeOK = e.loss < lowLoss && e.queueDelay < underuseDelay
 	e.preProbeLoss = e.loss
 	e.probeAcked, e.probeLost, e.probeBytes = 0, 0, 0
+	e.probeSentAny, e.probeCovered = false, false
 	e.probeFirstArr, e.probeLastArr = time.Time{}, time.Time{}
 	return int(r)
 }
@@ -260,8 +266,13 @@ func (e *Estimator) endProbe(now time.Time) {
 	if e.state == StateDecrease {
 		e.probeFailed = true
 	}
-	if now.Sub(e.probeStart) < probeDuration+probeSettle && !e.probeFailed {
-		return
+	if !e.probeFailed {
+		// judge once feedback has covered the probe's last packet (a
+		// queue may hold it long after the probe), within a limit
+		wait := now.Sub(e.probeStart) - probeDuration
+		if wait < probeSettle || (wait < maxProbeSettle && (!e.probeSentAny || !e.probeCovered)) {
+			return
+		}
 	}
 	if !e.probeFailed && e.probeDelivered() {
 		e.estimate = max(e.estimate, e.probeRate)
@@ -319,6 +330,9 @@ func (e *Estimator) inProbe(at time.Time) bool {
 // OnPacketSent records a packet carrying transport-wide sequence number seq.
 func (e *Estimator) OnPacketSent(seq uint16, size int, at time.Time) {
 	e.sent[seq%historySize] = sentPacket{seq: seq, size: size, at: at, valid: true}
+	if e.inProbe(at) {
+		e.probeLastSeq, e.probeSentAny, e.probeCovered = seq, true, false
+	}
 }
 
 // ack is one packet of a feedback report.
@@ -533,6 +547,7 @@ func (e *Estimator) parse(fb *rtcp.TransportLayerCC) ([]ack, int) {
 				lost++
 				if e.inProbe(p.at) {
 					e.probeLost++
+					e.probeCovered = e.probeCovered || s == e.probeLastSeq
 				}
 			}
 		case rtcp.TypeTCCPacketReceivedSmallDelta, rtcp.TypeTCCPacketReceivedLargeDelta:
@@ -545,6 +560,7 @@ func (e *Estimator) parse(fb *rtcp.TransportLayerCC) ([]ack, int) {
 				at := base.Add(arrival)
 				acks = append(acks, ack{sent: p, arrival: at})
 				if e.inProbe(p.at) {
+					e.probeCovered = e.probeCovered || s == e.probeLastSeq
 					if e.probeAcked > 0 {
 						e.probeBytes += p.size // bytes after the first arrival
 					}
