@@ -75,7 +75,7 @@ const (
 	// than the path did before it (random loss varies from probe to probe)
 	probeLossMargin = 0.08
 	// probeDuration is how long a probe sends at its rate.
-	probeDuration = 400 * time.Millisecond
+	probeDuration = 500 * time.Millisecond
 	// probeSettle is how long after a probe its feedback is awaited at
 	// least; maxProbeSettle at most, for its last packet's.
 	probeSettle     = 200 * time.Millisecond
@@ -319,7 +319,7 @@ func (e *Estimator) probeDelivered() bool {
 	}
 	e.probeGot = float64(e.probeBytes*8) / span.Seconds()
 	// on a lossy path what arrives is the probe rate less the inherent loss
-	return e.probeGot >= 0.9*e.probeRate*(1-e.lossBase)
+	return e.probeGot >= 0.95*e.probeRate*(1-e.lossBase)
 }
 
 // inProbe reports whether a packet sent at at belongs to the running probe.
