@@ -194,3 +194,39 @@ func TestSimulcastMaxHeight(t *testing.T) {
 	}
 	waitLayer(t, ctx, v, 0, 20)
 }
+
+// A subscriber can pause an audio track too: nothing of it flows while
+// paused, and it resumes when asked.
+func TestAudioPause(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	pub := newPeer(t, s, "room", "pub", nil)
+	audio := audioSource(t, "pub")
+	pub.publish(ctx, audio)
+	stop := pump(t, audio, 5*time.Millisecond)
+	a := sub.sink(ctx, webrtc.RTPCodecTypeAudio, "")
+	waitFrame(t, ctx, a, 20)
+	stop()
+	trackID := a.Track.ID()
+	yes, no := true, false
+	if err := sub.c.SetTrackSettings(trackID, nil, &yes); err != nil {
+		t.Fatal(err)
+	}
+	sub.wait(ctx, "layerChanged -1 paused", func() bool { return sub.layerEvent(trackID, -1, "paused") })
+	first := writeN(t, audio, 50, 2*time.Millisecond)
+	if err := sub.c.SetTrackSettings(trackID, nil, &no); err != nil {
+		t.Fatal(err)
+	}
+	// resumed: frames written from now on arrive
+	resumed := audio.Next()
+	pump(t, audio, 5*time.Millisecond)
+	waitFrame(t, ctx, a, resumed+20)
+	// the last few frames of the pause may still have been on their way to
+	// the server when the resume reached it
+	for i := first; i < first+40; i++ {
+		if a.Has(i) {
+			t.Fatalf("frame %d, written while the track was paused, arrived", i)
+		}
+	}
+}
