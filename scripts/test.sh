@@ -20,8 +20,18 @@ fi
 export CHORUS_E2E=1
 go vet ./...
 # Short fuzzing runs of every fuzz target (the seed corpus also runs in the tests below).
-go test ./signaling -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZTIME:-10s}"
-go test ./sfu -run '^$' -fuzz '^FuzzParseRTP$' -fuzztime "${FUZZTIME:-10s}"
+fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-6s}"; }
+fuzz ./signaling FuzzDecode
+fuzz ./sfu FuzzParseRTP
+fuzz ./bwe FuzzFeedback
+fuzz ./red FuzzParse
+fuzz ./red FuzzDecode
+fuzz ./fec FuzzParseHeader
+fuzz ./fec FuzzUnwrapRED
+fuzz ./fec FuzzDecoder
+fuzz ./fec FuzzRoundTrip
+fuzz ./simulcast FuzzFrameSize
+fuzz ./simulcast FuzzVP9Munger
 # -p 1: packages one at a time, so that the browser tests and the media tests
 # do not starve each other of the two cores.
 go test -race -count=1 -p 1 -timeout 20m ./...
