@@ -8,12 +8,8 @@ package simulcast
 
 // vp8Fields locates the rewritable fields of one descriptor.
 type vp8Fields struct {
-	pidOff   int  // offset of the picture ID, -1 when absent
-	pid15    bool // 15-bit picture ID (M bit)
-	tl0Off   int  // offset of TL0PICIDX, -1 when absent
-	keyOff   int  // offset of the T/Y/KEYIDX byte, -1 when KEYIDX is absent
-	pid      uint16
-	tl0      uint8
+	idFields
+	keyOff   int // offset of the T/Y/KEYIDX byte, -1 when KEYIDX is absent
 	keyIdx   uint8
 	hasField bool
 }
@@ -72,12 +68,10 @@ func parseVP8Fields(p []byte) (f vp8Fields, ok bool) {
 // VP8Munger keeps VP8 numbering continuous for one down track. It is owned
 // by the down track's writer goroutine.
 type VP8Munger struct {
-	started                   bool
-	pidOff                    uint16
-	tl0Off, keyOff            uint8
-	lastPID                   uint16
-	lastTL0, lastKey          uint8
-	havePID, haveTL0, haveKey bool
+	n       numbering
+	keyOff  uint8
+	lastKey uint8
+	haveKey bool
 }
 
 // Switch re-anchors the numbering on a new source whose first packet (a
@@ -87,16 +81,9 @@ func (m *VP8Munger) Switch(p []byte) {
 	if !ok {
 		return
 	}
-	if !m.started {
-		m.started = true
-		m.pidOff, m.tl0Off, m.keyOff = 0, 0, 0
+	if !m.n.switchTo(f.idFields) {
+		m.keyOff = 0
 		return
-	}
-	if f.pidOff >= 0 && m.havePID {
-		m.pidOff = m.lastPID + 1 - f.pid
-	}
-	if f.tl0Off >= 0 && m.haveTL0 {
-		m.tl0Off = m.lastTL0 + 1 - f.tl0
 	}
 	if f.keyOff >= 0 && m.haveKey {
 		m.keyOff = m.lastKey + 1 - f.keyIdx
@@ -116,30 +103,7 @@ func (m *VP8Munger) munge(p []byte, record bool) {
 	if !ok || !f.hasField {
 		return
 	}
-	if f.pidOff >= 0 {
-		if f.pid15 {
-			pid := (f.pid + m.pidOff) & 0x7FFF
-			p[f.pidOff] = 0x80 | byte(pid>>8)
-			p[f.pidOff+1] = byte(pid)
-			if record {
-				m.lastPID = pid
-			}
-		} else {
-			pid := (f.pid + m.pidOff) & 0x7F
-			p[f.pidOff] = byte(pid)
-			if record {
-				m.lastPID = pid
-			}
-		}
-		m.havePID = m.havePID || record
-	}
-	if f.tl0Off >= 0 {
-		v := f.tl0 + m.tl0Off
-		p[f.tl0Off] = v
-		if record {
-			m.lastTL0, m.haveTL0 = v, true
-		}
-	}
+	m.n.rewrite(p, f.idFields, record)
 	if f.keyOff >= 0 {
 		v := (f.keyIdx + m.keyOff) & 0x1F
 		p[f.keyOff] = p[f.keyOff]&0xE0 | v

@@ -10,11 +10,7 @@ package simulcast
 
 // vp9Fields locates the rewritable fields of one descriptor.
 type vp9Fields struct {
-	pidOff   int  // offset of the picture ID, -1 when absent
-	pid15    bool // 15-bit picture ID (M bit)
-	tl0Off   int  // offset of TL0PICIDX, -1 when absent
-	pid      uint16
-	tl0      uint8
+	idFields
 	hasField bool
 }
 
@@ -63,32 +59,13 @@ func parseVP9Fields(p []byte) (f vp9Fields, ok bool) {
 
 // VP9Munger keeps VP9 numbering continuous for one down track. It is owned
 // by the down track's writer goroutine.
-type VP9Munger struct {
-	started          bool
-	pidOff           uint16
-	tl0Off           uint8
-	lastPID          uint16
-	lastTL0          uint8
-	havePID, haveTL0 bool
-}
+type VP9Munger struct{ n numbering }
 
 // Switch re-anchors the numbering on a new source whose first packet (a
 // keyframe) is p, so that its numbers follow the last ones written.
 func (m *VP9Munger) Switch(p []byte) {
-	f, ok := parseVP9Fields(p)
-	if !ok {
-		return
-	}
-	if !m.started {
-		m.started = true
-		m.pidOff, m.tl0Off = 0, 0
-		return
-	}
-	if f.pidOff >= 0 && m.havePID {
-		m.pidOff = m.lastPID + 1 - f.pid
-	}
-	if f.tl0Off >= 0 && m.haveTL0 {
-		m.tl0Off = m.lastTL0 + 1 - f.tl0
+	if f, ok := parseVP9Fields(p); ok {
+		m.n.switchTo(f.idFields)
 	}
 }
 
@@ -101,29 +78,7 @@ func (m *VP9Munger) Munge(p []byte) { m.munge(p, true) }
 func (m *VP9Munger) MungeOld(p []byte) { m.munge(p, false) }
 
 func (m *VP9Munger) munge(p []byte, record bool) {
-	f, ok := parseVP9Fields(p)
-	if !ok || !f.hasField {
-		return
-	}
-	if f.pidOff >= 0 {
-		var pid uint16
-		if f.pid15 {
-			pid = (f.pid + m.pidOff) & 0x7FFF
-			p[f.pidOff] = 0x80 | byte(pid>>8)
-			p[f.pidOff+1] = byte(pid)
-		} else {
-			pid = (f.pid + m.pidOff) & 0x7F
-			p[f.pidOff] = byte(pid)
-		}
-		if record {
-			m.lastPID, m.havePID = pid, true
-		}
-	}
-	if f.tl0Off >= 0 {
-		v := f.tl0 + m.tl0Off
-		p[f.tl0Off] = v
-		if record {
-			m.lastTL0, m.haveTL0 = v, true
-		}
+	if f, ok := parseVP9Fields(p); ok && f.hasField {
+		m.n.rewrite(p, f.idFields, record)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/signaling/client"
@@ -39,12 +38,7 @@ func fecAPI(t testing.TB, l *lossy) *webrtc.API {
 		if l != nil {
 			ir.Add(l)
 		}
-		rr, err := report.NewReceiverInterceptor(report.ReceiverInterval(200 * time.Millisecond))
-		if err != nil {
-			return err
-		}
-		ir.Add(rr)
-		return nil
+		return addFastReceiverReports(ir)
 	})
 	if err != nil {
 		t.Fatal(err)

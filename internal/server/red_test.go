@@ -90,17 +90,24 @@ func redAPI(t testing.TB, l *lossy) *webrtc.API {
 		if l != nil {
 			ir.Add(l)
 		}
-		rr, err := report.NewReceiverInterceptor(report.ReceiverInterval(200 * time.Millisecond))
-		if err != nil {
-			return err
-		}
-		ir.Add(rr)
-		return nil
+		return addFastReceiverReports(ir)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return api
+}
+
+// addFastReceiverReports makes a client send receiver reports every 200 ms
+// (besides the default interceptors' own), so that the server sizes its
+// redundancy quickly.
+func addFastReceiverReports(ir *interceptor.Registry) error {
+	rr, err := report.NewReceiverInterceptor(report.ReceiverInterval(200 * time.Millisecond))
+	if err != nil {
+		return err
+	}
+	ir.Add(rr)
+	return nil
 }
 
 // recovered is the share of frames first..last (indices) a sink has.

@@ -1,0 +1,66 @@
+package simulcast
+
+// The picture ID and TL0PICIDX fields that VP8 and VP9 payload descriptors
+// share, and the offsets that keep them continuous across switches.
+
+// idFields locates a descriptor's picture ID and TL0PICIDX.
+type idFields struct {
+	pidOff int  // offset of the picture ID, -1 when absent
+	pid15  bool // 15-bit picture ID (M bit)
+	tl0Off int  // offset of TL0PICIDX, -1 when absent
+	pid    uint16
+	tl0    uint8
+}
+
+// numbering is a down track's picture ID and TL0PICIDX translation.
+type numbering struct {
+	started          bool
+	pidOff           uint16
+	tl0Off           uint8
+	lastPID          uint16
+	lastTL0          uint8
+	havePID, haveTL0 bool
+}
+
+// switchTo re-anchors on a new source whose first packet has fields f; it
+// reports false on the very first source (nothing to continue).
+func (n *numbering) switchTo(f idFields) bool {
+	if !n.started {
+		n.started = true
+		n.pidOff, n.tl0Off = 0, 0
+		return false
+	}
+	if f.pidOff >= 0 && n.havePID {
+		n.pidOff = n.lastPID + 1 - f.pid
+	}
+	if f.tl0Off >= 0 && n.haveTL0 {
+		n.tl0Off = n.lastTL0 + 1 - f.tl0
+	}
+	return true
+}
+
+// rewrite applies the offsets to p's fields in place, recording the
+// results as the last written when record is set.
+func (n *numbering) rewrite(p []byte, f idFields, record bool) {
+	if f.pidOff >= 0 {
+		var pid uint16
+		if f.pid15 {
+			pid = (f.pid + n.pidOff) & 0x7FFF
+			p[f.pidOff] = 0x80 | byte(pid>>8)
+			p[f.pidOff+1] = byte(pid)
+		} else {
+			pid = (f.pid + n.pidOff) & 0x7F
+			p[f.pidOff] = byte(pid)
+		}
+		if record {
+			n.lastPID, n.havePID = pid, true
+		}
+	}
+	if f.tl0Off >= 0 {
+		v := f.tl0 + n.tl0Off
+		p[f.tl0Off] = v
+		if record {
+			n.lastTL0, n.haveTL0 = v, true
+		}
+	}
+}
