@@ -55,6 +55,7 @@ type lrRow struct {
 	fecRecovered                        int
 	nacks                               int // sequence numbers the subscriber NACKed (retries included)
 	pubRTX, upLost                      int // uplink rows: publisher retransmissions, video packets lost upstream
+	subDups, subPkts, refDups, refPkts  int // video packets to the subscribers that repeat a sequence number
 	stalls                              int
 	stallTime                           time.Duration
 	refAudioConceal, refVideoIncomplete float64
@@ -102,7 +103,8 @@ func pct(x float64) float64 { return 100 * x }
 //     retransmissions and their headers.
 //
 // Environment: CHORUS_LOSS_PION_NACK=1 lets the subscriber NACK with pion's
-// generator instead; CHORUS_LOSS_TIMELINE=1 logs the estimate and the video
+// generator instead (and leaves RTX out); CHORUS_LOSS_NO_RTX=1 leaves RTX
+// out (retransmissions then show in the trace); CHORUS_LOSS_TIMELINE=1 logs the estimate and the video
 // down track's counters every 250 ms; CHORUS_LOSS_TRACE=1 logs, for the
 // incomplete frames, when each packet was sent on the lossy leg, dropped,
 // NACKed and received.
@@ -165,7 +167,8 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 		nacker = newLRNacker(b, trace)
 		first = append(first, nacker)
 	}
-	sub := newPeer(b, s, "room", "sub", n.api(b, lrSubIP, lrBrowserSubscriberCodecs, first...))
+	subRTX := nacker != nil && os.Getenv("CHORUS_LOSS_NO_RTX") == ""
+	sub := newPeer(b, s, "room", "sub", n.api(b, lrSubIP, lrBrowserSubscriberCodecs(subRTX), first...))
 	ref := newPeer(b, s, "room", "ref", n.api(b, lrRefIP, lrPlainCodecs))
 	pubCodecs := lrPlainCodecs
 	if uplink {
@@ -210,6 +213,7 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	if !uplink {
 		n.seedStream(uint32(sa.Track.SSRC()), 1)
 		n.seedStream(videoSSRC, 2)
+		n.seedStream(uint32(sv.Track.RtxSSRC()), 3)
 	}
 	if nacker != nil {
 		nacker.setSink(sv)
@@ -298,23 +302,26 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	toRef := lrLeg{lrSFUIP, lrRefIP}
 	_, refAudio, _ := n.count(toRef, w0, w1, uint32(ra.Track.SSRC()))
 	_, refVideo, _ := n.count(toRef, w0, w1, uint32(rv.Track.SSRC()), uint32(rv.Track.RtxSSRC()))
+	subRTXSSRC := uint32(sv.Track.RtxSSRC())
 	var legAudio, legVideo, pkts, dropped int
 	if uplink {
 		aSSRC, vSSRC, rtxSSRC := pubAudioSSRC, pubVideoSSRC, pubRTXSSRC
 		_, legAudio, _ = n.count(leg, w0, w1, aSSRC)
 		_, legVideo, _ = n.count(leg, w0, w1, vSSRC, rtxSSRC)
 		pkts, _, dropped = n.count(leg, w0, w1, aSSRC, vSSRC, rtxSSRC)
-		ap, _, ad := n.count(leg, w0, w1, aSSRC)
-		r.audioLegLoss = float64(ad) / float64(max(ap, 1))
+		aPkts, _, aDropped := n.count(leg, w0, w1, aSSRC)
+		r.audioLegLoss = float64(aDropped) / float64(max(aPkts, 1))
 		r.pubRTX, _, _ = n.count(leg, w0, w1, rtxSSRC)
 		_, _, r.upLost = n.count(leg, w0, w1, vSSRC)
 	} else {
 		_, legAudio, _ = n.count(leg, w0, w1, uint32(sa.Track.SSRC()))
-		_, legVideo, _ = n.count(leg, w0, w1, videoSSRC)
-		pkts, _, dropped = n.count(leg, w0, w1, uint32(sa.Track.SSRC()), videoSSRC)
-		ap, _, ad := n.count(leg, w0, w1, uint32(sa.Track.SSRC()))
-		r.audioLegLoss = float64(ad) / float64(max(ap, 1))
+		_, legVideo, _ = n.count(leg, w0, w1, videoSSRC, subRTXSSRC)
+		pkts, _, dropped = n.count(leg, w0, w1, uint32(sa.Track.SSRC()), videoSSRC, subRTXSSRC)
+		aPkts, _, aDropped := n.count(leg, w0, w1, uint32(sa.Track.SSRC()))
+		r.audioLegLoss = float64(aDropped) / float64(max(aPkts, 1))
 	}
+	r.subDups, r.subPkts = n.duplicates(lrLeg{lrSFUIP, lrSubIP}, videoSSRC, w0, w1)
+	r.refDups, r.refPkts = n.duplicates(toRef, uint32(rv.Track.SSRC()), w0, w1)
 	if pkts > 0 {
 		r.measuredLoss = float64(dropped) / float64(pkts)
 	}
@@ -421,18 +428,20 @@ func incompleteFrames(src *lrVideoSource, sk *mediatest.Sink, from, to uint32) f
 func (r lrRow) detail() string {
 	v := r.video
 	return fmt.Sprintf("%s %d%% (measured %.1f%%, audio packets %.1f%%): audio concealed %.2f%% (residual %.2f%%, reference %.2f%%), overhead %+.0f%%; "+
-		"video %d frames, complete %.1f%%, decoded %.1f%%, %d freezes %.2fs, longest gap %v, residual %.2f%%, overhead %+.0f%%, "+
+		"video %d frames, complete %.1f%% (%d after the playout delay; p95 %v, p99 %v), decoded %.1f%%, %d freezes %.2fs, longest gap %v, residual %.2f%%, overhead %+.0f%%, "+
 		"reference incomplete %.1f%%; keyframes sent %d, PLIs from the subscriber %d; "+
 		"video down track: %d packets, %d FEC, %d retransmissions, NACKs %d over budget %d stale %d missed, %d keyframe asks; "+
 		"FEC-rebuilt packets %d; subscriber NACKed %d; estimate median %d min %d kbit/s; publisher RTX %d for %d video packets lost upstream; "+
+		"repeated sequence numbers in the video sent to the subscriber %d of %d, to the reference %d of %d; "+
 		"%d process stalls (%v)",
 		r.leg(), r.loss, pct(r.measuredLoss), pct(r.audioLegLoss), pct(r.audioConceal), pct(r.audioResidual), pct(r.refAudioConceal), pct(r.audioOverhead),
-		v.frames, pct(float64(v.complete)/float64(v.frames)), pct(float64(v.decoded)/float64(v.frames)), v.freezes,
+		v.frames, pct(float64(v.complete)/float64(v.frames)), v.late, v.p95.Round(time.Millisecond), v.p99.Round(time.Millisecond),
+		pct(float64(v.decoded)/float64(v.frames)), v.freezes,
 		v.freezeTime.Seconds(), v.longestGap.Round(time.Millisecond), pct(float64(v.packetsLost)/float64(v.packets)), pct(r.videoOverhead),
 		pct(r.refVideoIncomplete), r.keyframes, r.modelPLIs,
 		r.videoDT.Packets, r.videoDT.FECPackets, r.videoDT.Retransmissions, r.videoDT.NACKsOverBudget, r.videoDT.NACKsStale,
 		r.videoDT.NACKsMissed, r.videoDT.KeyframeAsks, r.fecRecovered, r.nacks, r.estMedian/1000, r.estMin/1000, r.pubRTX, r.upLost,
-		r.stalls, r.stallTime.Round(time.Millisecond))
+		r.subDups, r.subPkts, r.refDups, r.refPkts, r.stalls, r.stallTime.Round(time.Millisecond))
 }
 
 // lrTable renders the rows as markdown: the results, then the mechanisms.

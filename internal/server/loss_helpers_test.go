@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,6 +177,25 @@ func (n *lrNet) count(leg lrLeg, from, to time.Time, ssrcs ...uint32) (pkts, byt
 	return pkts, bytes, dropped
 }
 
+// duplicates counts the RTP packets of stream ssrc on leg in [from, to)
+// that repeat a sequence number already carried (retransmissions, or copies
+// forwarded twice), and the packets in all.
+func (n *lrNet) duplicates(leg lrLeg, ssrc uint32, from, to time.Time) (dups, pkts int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	seen := map[uint16]bool{}
+	for _, c := range n.log[lrKey{leg, ssrc}] {
+		if c.at.Before(to) && seen[c.seq] && !c.at.Before(from) {
+			dups++
+		}
+		if !c.at.Before(from) && c.at.Before(to) {
+			pkts++
+		}
+		seen[c.seq] = true
+	}
+	return dups, pkts
+}
+
 // api returns a client API whose PeerConnections live on the vnet address
 // ip, with the codecs codecs registers, the interceptors first (ahead of the
 // others) and pion's default interceptors (NACK generator and responder,
@@ -219,31 +239,42 @@ func lrREDPublisherCodecs(me *webrtc.MediaEngine) error {
 		MimeType: mediatest.MimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}}, webrtc.RTPCodecTypeAudio)
 }
 
-// lrBrowserSubscriberCodecs are what a browser accepts for receiving,
-// without RTX: Opus and audio RED, VP8 with NACK, PLI and TWCC, video RED
-// and ULPFEC. RTX is left out because pion's NACK generator does not see
-// packets repaired on an RTX stream and would NACK them again (see fecAPI).
-func lrBrowserSubscriberCodecs(me *webrtc.MediaEngine) error {
-	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}},
-		{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mediatest.MimeRED, ClockRate: 48000,
-			Channels: 2, SDPFmtpLine: "111/111"}},
-	} {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
-			return err
+// lrBrowserSubscriberCodecs are what a browser accepts for receiving: Opus
+// and audio RED, VP8 with NACK, PLI and TWCC, video RED and ULPFEC, and RTX
+// when rtx is set. Without RTX, retransmissions come on the media stream
+// under their own sequence numbers, and a spurious one (the packet arrived
+// meanwhile) is dropped by SRTP as a replay, which the subscriber's TWCC
+// feedback then reports as a loss; with RTX, pion's NACK generator would ask
+// for RTX-repaired packets again and again (it does not see them), so RTX
+// goes with lrNacker only.
+func lrBrowserSubscriberCodecs(rtx bool) func(*webrtc.MediaEngine) error {
+	return func(me *webrtc.MediaEngine) error {
+		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
+		for _, c := range []webrtc.RTPCodecParameters{
+			{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}},
+			{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mediatest.MimeRED, ClockRate: 48000,
+				Channels: 2, SDPFmtpLine: "111/111"}},
+		} {
+			if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+				return err
+			}
 		}
-	}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}},
-		{PayloadType: 122, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/red", ClockRate: 90000}},
-		{PayloadType: 123, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/ulpfec", ClockRate: 90000}},
-	} {
-		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return err
+		video := []webrtc.RTPCodecParameters{
+			{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}},
+			{PayloadType: 122, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/red", ClockRate: 90000}},
+			{PayloadType: 123, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/ulpfec", ClockRate: 90000}},
 		}
+		if rtx {
+			video = append(video, webrtc.RTPCodecParameters{PayloadType: 97, RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=96"}})
+		}
+		for _, c := range video {
+			if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return nil
 }
 
 // Video frames of the benchmark's source.
@@ -275,7 +306,6 @@ type lrVideoSource struct {
 	ts        uint32
 	keyNeeded bool
 	frames    []lrFrame
-	plis      int
 }
 
 func newLRVideoSource(tb testing.TB, id, stream string) *lrVideoSource {
@@ -341,7 +371,6 @@ func (s *lrVideoSource) readRTCP(sender *webrtc.RTPSender) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				s.mu.Lock()
 				s.keyNeeded = true
-				s.plis++
 				s.mu.Unlock()
 			}
 		}
@@ -374,12 +403,6 @@ func (s *lrVideoSource) keyframes(from, to uint32) int {
 	return n
 }
 
-func (s *lrVideoSource) keyRequests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.plis
-}
-
 // lrEvery calls fn every interval (a ticker: after a stall of the process,
 // missed ticks are not made up) until the benchmark ends or fn fails.
 func lrEvery(tb testing.TB, interval time.Duration, fn func() error) {
@@ -406,13 +429,12 @@ func lrEvery(tb testing.TB, interval time.Duration, fn func() error) {
 // lrAudioPump sends an Opus (or RED) frame every 20 ms and remembers when
 // each was sent.
 type lrAudioPump struct {
-	src  *mediatest.Source
 	mu   sync.Mutex
 	sent map[uint32]time.Time
 }
 
 func startLRAudio(tb testing.TB, src *mediatest.Source) *lrAudioPump {
-	p := &lrAudioPump{src: src, sent: map[uint32]time.Time{}}
+	p := &lrAudioPump{sent: map[uint32]time.Time{}}
 	lrEvery(tb, 20*time.Millisecond, func() error {
 		at := time.Now()
 		idx, err := src.WriteFrame()
@@ -460,7 +482,6 @@ const lrPLIInterval = 300 * time.Millisecond
 
 // lrFrameResult is what the modelled decoder did with one frame.
 type lrFrameResult struct {
-	decided  bool
 	complete bool      // every packet arrived within lrDeadline of the send
 	decoded  bool      // complete, and its reference chain back to a keyframe too
 	renderAt time.Time // when it was shown (decoded frames)
@@ -553,7 +574,7 @@ func (m *lrVideoModel) step(now time.Time) {
 		if !complete && !now.After(dl) {
 			break // may still complete
 		}
-		r := lrFrameResult{decided: true, complete: complete}
+		r := lrFrameResult{complete: complete}
 		if complete && (fr.key || m.chain) {
 			r.decoded = true
 			r.renderAt = c
@@ -590,10 +611,14 @@ type lrVideoStats struct {
 	freezes                   int
 	freezeTime                time.Duration
 	longestGap                time.Duration
+	// late: complete frames whose last packet came after lrPlayoutDelay;
+	// completion: their 95th and 99th percentile time from send to complete
+	late     int
+	p95, p99 time.Duration
 }
 
-// stats computes the figures of frames [from, to) at now; call it once
-// every frame of the range is decided (lrDeadline after the last was sent).
+// stats computes the figures of frames [from, to); call it once every
+// frame of the range is decided (lrDeadline after the last was sent).
 //
 // Freezes follow Chrome's definition (webrtc-stats freezeCount): a gap
 // between two rendered frames is a freeze when it is at least
@@ -609,6 +634,7 @@ func (m *lrVideoModel) stats(from, to uint32) lrVideoStats {
 	start := m.src.frame(from).sentAt.Add(lrPlayoutDelay)
 	end := m.src.frame(to - 1).sentAt.Add(lrPlayoutDelay)
 	points := []time.Time{start}
+	var completion []time.Duration
 	for f := from; f < to; f++ {
 		fr := m.src.frame(f)
 		st.frames++
@@ -621,12 +647,18 @@ func (m *lrVideoModel) stats(from, to uint32) lrVideoStats {
 		st.packetsLost += fr.parts - bits.OnesCount8(got)
 		if r.complete {
 			st.complete++
+			d := m.completeAt[f].Sub(fr.sentAt)
+			completion = append(completion, d)
+			if d > lrPlayoutDelay {
+				st.late++
+			}
 		}
 		if r.decoded {
 			st.decoded++
 			points = append(points, r.renderAt)
 		}
 	}
+	st.p95, st.p99 = mediatest.Percentile(completion, 95), mediatest.Percentile(completion, 99)
 	if last := points[len(points)-1]; end.After(last) {
 		points = append(points, end)
 	}
@@ -652,6 +684,7 @@ func (m *lrVideoModel) stats(from, to uint32) lrVideoStats {
 	return st
 }
 
+// keyRequests is the number of PLIs the model sent in [from, to).
 func (m *lrVideoModel) keyRequests(from, to time.Time) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -664,15 +697,15 @@ func (m *lrVideoModel) keyRequests(from, to time.Time) int {
 	return n
 }
 
-// failures describes up to max frames of [from, to) that were not
+// failures describes up to limit frames of [from, to) that were not
 // complete in time: when, which packets arrived, and how long the picture
 // then stayed frozen.
-func (m *lrVideoModel) failures(from, to uint32, max int) string {
+func (m *lrVideoModel) failures(from, to uint32, limit int) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
 	t0 := m.src.frame(from).sentAt
-	for f := from; f < to && len(out) < max; f++ {
+	for f := from; f < to && len(out) < limit; f++ {
 		if f >= uint32(len(m.results)) || m.results[f].complete {
 			continue
 		}
@@ -749,17 +782,21 @@ const (
 // (libwebrtc's NackRequester) rather than pion's: it NACKs a missing packet
 // as soon as a later one shows the gap, asks again every lrNackRetry, at
 // most lrNackMaxRetries times, and forgets a packet once it is received,
-// retransmitted, or rebuilt from FEC by the sink. pion's generator asks for
-// every missing packet every 100 ms without limit and never learns of
-// packets the application rebuilt from FEC, which would spend the SFU's
-// retransmission budget on packets the subscriber has; the NACKs it writes
-// are dropped here. It is the first interceptor of the chain, so it sees
-// every packet SRTP lets through, FEC packets included.
+// retransmitted (on the media or the RTX stream) or rebuilt from FEC: the
+// sink's sequence numbers, which include the last two, count as received.
+// pion's generator asks for every missing packet every 100 ms without limit
+// and never learns of packets the application rebuilt from FEC, which would
+// spend the SFU's retransmission budget on packets the subscriber has; the
+// NACKs it writes are dropped here. It is the first interceptor of the
+// chain, so it sees every packet SRTP lets through, FEC packets included.
 //
 // One lrNacker serves one PeerConnection (the subscriber's) and one video
 // stream (the first bound whose codec has NACK feedback).
 type lrNacker struct {
 	interceptor.NoOp
+
+	mediaPT atomic.Uint32 // the media stream's (VP8) payload type
+	lastPT  atomic.Uint32 // payload type of the last media packet
 
 	mu       sync.Mutex
 	writer   interceptor.RTCPWriter
@@ -821,6 +858,9 @@ func (n *lrNacker) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWrit
 }
 
 func (n *lrNacker) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	if strings.EqualFold(info.MimeType, webrtc.MimeTypeRTX) {
+		return n.bindRTX(r)
+	}
 	nack := false
 	for _, fb := range info.RTCPFeedback {
 		nack = nack || (fb.Type == "nack" && fb.Parameter == "")
@@ -831,15 +871,48 @@ func (n *lrNacker) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.
 		return r
 	}
 	n.ssrc = info.SSRC
+	n.mediaPT.Store(uint32(info.PayloadType))
 	ssrc := info.SSRC
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		k, attr, err := r.Read(b, a)
 		if err == nil && k >= 12 && binary.BigEndian.Uint32(b[8:12]) == ssrc {
+			n.lastPT.Store(uint32(b[1] & 0x7F))
 			n.mu.Lock()
 			n.receivedLocked(binary.BigEndian.Uint16(b[2:4]), time.Now())
 			n.mu.Unlock()
 		}
 		return k, attr, err
+	})
+}
+
+// bindRTX works around pion's RTX depacketizer, which gives a repaired
+// packet the payload type the track had last, not the one the RTX payload
+// type is associated with: the SFU resends a packet as it came from the
+// publisher (VP8), but while FEC is on the media stream is RED, and the
+// sink would take the VP8 payload for a RED one. While the media stream's
+// last packet was not VP8 (so RED: FEC packets travel inside RED), the
+// payload of an RTX packet is wrapped as RED (one primary block header)
+// before pion unwraps it.
+func (n *lrNacker) bindRTX(r interceptor.RTPReader) interceptor.RTPReader {
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		k, attr, err := r.Read(b, a)
+		last, media := n.lastPT.Load(), n.mediaPT.Load()
+		if err != nil || k < 12 || k >= len(b) || last == 0 || last == media || b[0]&0x20 != 0 {
+			return k, attr, err // not RED now, no room, or padding (a probe)
+		}
+		h := 12 + 4*int(b[0]&0x0F)
+		if b[0]&0x10 != 0 { // header extension
+			if k < h+4 {
+				return k, attr, err
+			}
+			h += 4 + 4*int(binary.BigEndian.Uint16(b[h+2:h+4]))
+		}
+		if k < h+3 { // the original sequence number and a payload
+			return k, attr, err
+		}
+		copy(b[h+3:k+1], b[h+2:k])
+		b[h+2] = uint8(media) & 0x7F // RED primary block: F=0, the media payload type
+		return k + 1, attr, err
 	})
 }
 
@@ -959,13 +1032,13 @@ func (n *lrNacker) Close() error {
 	return nil
 }
 
-// trace details up to max frames of [from, to) that were not complete in
+// trace details up to limit frames of [from, to) that were not complete in
 // time, packet by packet: when each arrived (ms after the frame was sent),
 // when the lossy leg carried it ("x": dropped there) and when the
 // subscriber NACKed it. wire is the lossy leg's log of the video stream;
 // pubSeqs says it is in the publisher's numbering (the uplink) rather than
 // the subscriber's.
-func (m *lrVideoModel) trace(n *lrNacker, wire []lrChunk, pubSeqs bool, from, to uint32, max int) string {
+func (m *lrVideoModel) trace(n *lrNacker, wire []lrChunk, pubSeqs bool, from, to uint32, limit int) string {
 	fs, as, ss := m.sink.Frames(), m.sink.Arrivals(), m.sink.Seqs()
 	seqOf := map[uint32]uint16{}
 	atOf := map[uint32]time.Time{}
@@ -980,7 +1053,7 @@ func (m *lrVideoModel) trace(n *lrNacker, wire []lrChunk, pubSeqs bool, from, to
 	var out []string
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for f := from; f < to && len(out) < max; f++ {
+	for f := from; f < to && len(out) < limit; f++ {
 		if f >= uint32(len(m.results)) || m.results[f].complete {
 			continue
 		}
