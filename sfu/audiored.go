@@ -3,6 +3,7 @@ package sfu
 import (
 	"math"
 	"strings"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -153,12 +154,35 @@ func (d *DownTrack) noteReceiverReport(r *rtcp.ReceiverReport) {
 		}
 		// the smoothed loss, but never below the latest report's: one copy
 		// too many costs a little bitrate, one too few costs speech
+		if rtt, ok := rttFromReport(rr, time.Now()); ok {
+			d.rtt.Store(int64(rtt))
+		}
 		frac := float64(rr.FractionLost) / 256
 		smooth := 0.5*d.lossSmooth + 0.5*frac
 		d.lossSmooth = smooth
 		d.loss.Store(math.Float64bits(max(smooth, frac)))
 	}
 }
+
+// rttFromReport is the round-trip time a reception report gives (RFC 3550
+// section 6.4.1): now - LSR - DLSR, in NTP's middle 32 bits. ok is false
+// when the receiver has not seen a sender report yet.
+func rttFromReport(rr rtcp.ReceptionReport, now time.Time) (time.Duration, bool) {
+	if rr.LastSenderReport == 0 {
+		return 0, false
+	}
+	secs := uint64(now.Unix()) + 2208988800 // NTP epoch: 1900
+	frac := uint64(now.Nanosecond()) << 32 / 1e9
+	mid := uint32((secs<<32 | frac) >> 16)
+	d := mid - rr.LastSenderReport - rr.Delay
+	if d > 10*65536 { // over 10 s: a clock step or a bogus report
+		return 0, false
+	}
+	return time.Duration(uint64(d) * uint64(time.Second) / 65536), true
+}
+
+// RTT is the last round-trip time measured to the subscriber (0: none).
+func (d *DownTrack) RTT() time.Duration { return time.Duration(d.rtt.Load()) }
 
 // lossRate is the loss redundancy (audio RED, video FEC) should cover on
 // this track (0..1): the subscriber's reported loss, but no more than the

@@ -124,9 +124,9 @@ func (p *Participant) allocate(now time.Time) {
 		}
 	}
 	if estimated {
-		p.rtxBudget.SetEstimate(estimate)
+		p.rtxBudget.SetEstimate(estimate, inherent)
 	} else {
-		p.rtxBudget.SetEstimate(0)
+		p.rtxBudget.SetEstimate(0, 0)
 	}
 	estimated = estimated && !p.sfu.cfg.NoBandwidthAllocation
 

@@ -3,6 +3,9 @@ package sfu
 import (
 	"bytes"
 	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
 )
 
 func TestPacketCacheStoresAndEvicts(t *testing.T) {
@@ -117,5 +120,26 @@ func TestKeyframeDetection(t *testing.T) {
 		if got := c.f(c.p); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+func TestRTTFromReport(t *testing.T) {
+	now := time.Unix(1_800_000_000, 250_000_000)
+	ntpMid := func(at time.Time) uint32 {
+		secs := uint64(at.Unix()) + 2208988800
+		frac := uint64(at.Nanosecond()) << 32 / 1e9
+		return uint32((secs<<32 | frac) >> 16)
+	}
+	// SR sent 300 ms ago, held 100 ms by the receiver: RTT 200 ms
+	rr := rtcp.ReceptionReport{LastSenderReport: ntpMid(now.Add(-300 * time.Millisecond)), Delay: 65536 / 10}
+	rtt, ok := rttFromReport(rr, now)
+	if !ok || rtt < 199*time.Millisecond || rtt > 201*time.Millisecond {
+		t.Fatalf("rtt %v %v, want 200 ms", rtt, ok)
+	}
+	if _, ok := rttFromReport(rtcp.ReceptionReport{}, now); ok {
+		t.Fatal("no sender report yet: no RTT")
+	}
+	if _, ok := rttFromReport(rtcp.ReceptionReport{LastSenderReport: ntpMid(now.Add(time.Hour))}, now); ok {
+		t.Fatal("a report from the future gave an RTT")
 	}
 }

@@ -25,11 +25,14 @@ const (
 )
 
 // SetEstimate sets the budget from the connection's estimate (bits per
-// second); 0 removes the bound.
-func (b *RetransmitBudget) SetEstimate(estimate int) {
+// second) and its inherent loss (the loss that is not congestion: on such a
+// path retransmissions repair, they do not congest, so they may use that
+// much more); estimate 0 removes the bound.
+func (b *RetransmitBudget) SetEstimate(estimate int, inherentLoss float64) {
 	rate := 0.0
 	if estimate > 0 {
-		rate = max(retransmitFloor, retransmitShare*float64(estimate))
+		share := min(1, retransmitShare+max(0, inherentLoss))
+		rate = max(retransmitFloor, share*float64(estimate))
 	}
 	b.mu.Lock()
 	b.rate = rate

@@ -22,9 +22,17 @@ const (
 	MimeULPFEC   = "video/ulpfec"
 )
 
-// fecRTT is the round-trip time the protection policy assumes (the SFU
-// does not measure subscribers' RTT yet).
+// fecRTT is the round-trip time the protection policy assumes until the
+// subscriber's receiver reports give one.
 const fecRTT = 100 * time.Millisecond
+
+// protectionRTT is the round-trip time FEC is sized for.
+func (d *DownTrack) protectionRTT() time.Duration {
+	if rtt := d.RTT(); rtt > 0 {
+		return rtt
+	}
+	return fecRTT
+}
 
 // fecState is a down track's FEC state, owned by its writer goroutine.
 type fecState struct {
@@ -73,8 +81,8 @@ func (d *DownTrack) setupFEC(ctx webrtc.TrackLocalContext) {
 
 // protection updates the FEC level from the subscriber's loss, at frame
 // starts only (a group never mixes levels mid-frame).
-func (f *fecState) protection(loss float64) {
-	p := fec.ProtectionFor(loss, fecRTT)
+func (f *fecState) protection(loss float64, rtt time.Duration) {
+	p := fec.ProtectionFor(loss, rtt)
 	if p == f.prot {
 		return
 	}
@@ -93,7 +101,7 @@ func (d *DownTrack) writeVideo(hdr CachedPacket, seq uint16, ts uint32, payload 
 		return d.write(hdr, seq, ts, payload)
 	}
 	if hdr.FrameStart {
-		f.protection(d.lossRate())
+		f.protection(d.lossRate(), d.protectionRTT())
 	}
 	if f.prot.Off() {
 		return d.write(hdr, seq, ts, payload)
@@ -163,7 +171,7 @@ func (d *DownTrack) fecOverhead() float64 {
 	if d.fec.Load() == nil {
 		return 0
 	}
-	p := fec.ProtectionFor(d.lossRate(), fecRTT)
+	p := fec.ProtectionFor(d.lossRate(), d.protectionRTT())
 	if p.Off() {
 		return 0
 	}
