@@ -331,6 +331,9 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		RequestKeyframe: func(ssrc uint32) error {
 			return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 		},
+		SendNACK: func(ssrc uint32, seqs []uint16) error {
+			return pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
+		},
 	})
 	pt.addLayer(layer, up)
 	p.wg.Add(2)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
@@ -87,17 +86,9 @@ func New(cfg Config) (*SFU, error) {
 		return nil, fmt.Errorf("simulcast extensions: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	// The SFU NACKs publishers for missing packets (generator), but answers
-	// subscribers' NACKs itself from the publisher's cache: no responder.
-	// NACKs to publishers: every 50 ms (about a typical RTT) for what is
-	// still missing, at most 10 times (half a second, past which a packet
-	// is too late for any subscriber's playout)
-	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorInterval(nackInterval),
-		nack.GeneratorMaxNacksPerPacket(nackMaxPerPacket))
-	if err != nil {
-		return nil, fmt.Errorf("nack generator: %w", err)
-	}
-	ir.Add(gen)
+	// No NACK interceptors: the SFU NACKs publishers from each up track's
+	// reader (nackgen.go), which sees repaired packets, and answers
+	// subscribers' NACKs itself from the publisher's cache.
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("rtcp reports: %w", err)
 	}
@@ -157,12 +148,6 @@ func New(cfg Config) (*SFU, error) {
 		webrtc.WithSettingEngine(se))
 	return s, nil
 }
-
-// Publisher-leg NACK timing.
-const (
-	nackInterval     = 50 * time.Millisecond
-	nackMaxPerPacket = 10
-)
 
 // supportedCodecs are the codecs Chorus negotiates, in order of preference.
 func supportedCodecs() []webrtc.RTPCodecParameters {

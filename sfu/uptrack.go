@@ -20,6 +20,9 @@ type RTPSource interface {
 	Read(b []byte) (int, interceptor.Attributes, error)
 }
 
+// NACKSender asks the publisher to resend packets of stream ssrc.
+type NACKSender func(ssrc uint32, seqs []uint16) error
+
 // KeyframeRequester sends one keyframe request (PLI) to the publisher.
 type KeyframeRequester func(ssrc uint32) error
 
@@ -29,6 +32,7 @@ type UpTrackStats struct {
 	Bytes            uint64
 	KeyframeRequests uint64 // PLIs actually sent upstream
 	Malformed        uint64
+	NACKsSent        uint64 // packets asked for again
 }
 
 // UpTrack is one incoming stream from a publisher. A single reader goroutine
@@ -41,6 +45,8 @@ type UpTrack struct {
 	cache      *PacketCache
 	isKeyframe keyframeFunc
 	requestKF  KeyframeRequester
+	sendNACK   NACKSender // nil: no NACKs to the publisher
+	nacks      nackTracker
 	log        *slog.Logger
 
 	ssrc       atomic.Uint32
@@ -58,7 +64,7 @@ type UpTrack struct {
 	timer *time.Timer
 	done  chan struct{}
 
-	packets, bytes, plis, malformed atomic.Uint64
+	packets, bytes, plis, malformed, nacksSent atomic.Uint64
 
 	// reader state, owned by the reader goroutine
 	havePrev bool
@@ -77,7 +83,9 @@ type UpTrackOptions struct {
 	// (default 500 ms).
 	KeyframeInterval time.Duration
 	RequestKeyframe  KeyframeRequester
-	Logger           *slog.Logger
+	// SendNACK, if set, is used to ask for missing packets (video only).
+	SendNACK NACKSender
+	Logger   *slog.Logger
 }
 
 // NewUpTrack creates an up track; call ReadLoop to start forwarding.
@@ -105,11 +113,15 @@ func NewUpTrack(o UpTrackOptions) *UpTrack {
 		cache:      NewPacketCache(o.CacheSize),
 		isKeyframe: keyframeDetector(o.Codec.MimeType),
 		requestKF:  o.RequestKeyframe,
+		sendNACK:   o.SendNACK,
 		log:        o.Logger.With("track", o.Info.ID, "kind", o.Info.Kind.String()),
 		kf:         keyframeLimiter{interval: o.KeyframeInterval},
 		done:       make(chan struct{}),
 	}
 	t.downs.Store(&[]*DownTrack{})
+	if !isVideo {
+		t.sendNACK = nil // audio is protected by redundancy, as browsers do
+	}
 	return t
 }
 
@@ -163,7 +175,7 @@ func (t *UpTrack) Done() <-chan struct{} { return t.done }
 func (t *UpTrack) Stats() UpTrackStats {
 	return UpTrackStats{
 		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
-		KeyframeRequests: t.plis.Load(), Malformed: t.malformed.Load(),
+		KeyframeRequests: t.plis.Load(), Malformed: t.malformed.Load(), NACKsSent: t.nacksSent.Load(),
 	}
 }
 
@@ -171,6 +183,9 @@ func (t *UpTrack) Stats() UpTrackStats {
 // reader goroutine of this track.
 func (t *UpTrack) ReadLoop(src RTPSource) {
 	defer t.stop()
+	if t.sendNACK != nil {
+		go t.nackLoop()
+	}
 	buf := make([]byte, maxPacketSize+64)
 	for {
 		n, _, err := src.Read(buf)
@@ -185,6 +200,27 @@ func (t *UpTrack) ReadLoop(src RTPSource) {
 			return
 		}
 		t.handlePacket(buf[:n])
+	}
+}
+
+// nackLoop sends the due NACKs until the track ends.
+func (t *UpTrack) nackLoop() {
+	tick := time.NewTicker(nackTick)
+	defer tick.Stop()
+	var seqs []uint16
+	for {
+		select {
+		case <-t.done:
+			return
+		case now := <-tick.C:
+			seqs = t.nacks.due(now, seqs[:0])
+			if len(seqs) > 0 {
+				t.nacksSent.Add(uint64(len(seqs)))
+				if err := t.sendNACK(t.ssrc.Load(), seqs); err != nil {
+					t.log.Debug("NACK not sent", "err", err)
+				}
+			}
+		}
 	}
 }
 
@@ -205,7 +241,11 @@ func (t *UpTrack) handlePacket(b []byte) {
 		return
 	}
 	t.ssrc.Store(r.ssrc)
-	now := time.Now().UnixNano()
+	at := time.Now()
+	now := at.UnixNano()
+	if t.sendNACK != nil {
+		t.nacks.received(r.seq, at)
+	}
 	t.lastPacket.Store(now)
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(b)))

@@ -1,0 +1,59 @@
+package sfu
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// NACK retry timing with injected time: a gap is asked for at once, then
+// every nackInterval, until repaired, too old or asked nackMaxTries times.
+func TestNACKTrackerTiming(t *testing.T) {
+	var n nackTracker
+	t0 := time.Unix(100, 0)
+	n.received(65530, t0)
+	n.received(65533, t0) // 65531, 65532 missing
+	if got := n.due(t0, nil); !slices.Equal(got, []uint16{65531, 65532}) {
+		t.Fatalf("first NACK %v", got)
+	}
+	if got := n.due(t0.Add(10*time.Millisecond), nil); len(got) != 0 {
+		t.Fatalf("asked again after 10 ms: %v", got)
+	}
+	n.received(65531, t0.Add(20*time.Millisecond)) // repaired (e.g. over RTX)
+	n.received(2, t0.Add(20*time.Millisecond))     // across the wrap: 65534..1 missing
+	got := n.due(t0.Add(nackInterval), nil)
+	slices.Sort(got)
+	if want := []uint16{0, 1, 65532, 65534, 65535}; !slices.Equal(got, want) {
+		t.Fatalf("second round %v, want %v", got, want)
+	}
+	// retries stop at nackMaxTries
+	tries := 2
+	for at := t0.Add(2 * nackInterval); tries < 20; at = at.Add(nackInterval) {
+		if !slices.Contains(n.due(at, nil), 65532) {
+			break
+		}
+		tries++
+	}
+	if tries != nackMaxTries {
+		t.Fatalf("65532 asked %d times, want %d", tries, nackMaxTries)
+	}
+}
+
+func TestNACKTrackerAgeAndRestart(t *testing.T) {
+	var n nackTracker
+	t0 := time.Unix(100, 0)
+	n.received(10, t0)
+	n.received(12, t0)
+	if got := n.due(t0.Add(nackMaxAge+time.Millisecond), nil); len(got) != 0 {
+		t.Fatalf("a packet too old to be useful was asked for: %v", got)
+	}
+	n.received(5000, t0) // a jump beyond nackMaxGap: a restart, not 4987 losses
+	if got := n.due(t0, nil); len(got) != 0 {
+		t.Fatalf("restart taken for loss: %d NACKs", len(got))
+	}
+	n.received(5001, t0)
+	n.received(4999, t0) // late, from before: not a gap
+	if got := n.due(t0, nil); len(got) != 0 {
+		t.Fatalf("in-order stream asked for %v", got)
+	}
+}
