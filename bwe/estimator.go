@@ -138,6 +138,7 @@ type Estimator struct {
 	lossBase    float64
 	lossLong    float64   // loss averaged over lossLongWindow
 	lastTimeout time.Time // last decrease for missing feedback
+	lastSent    time.Time // newest packet sent
 	// a loss episode: the estimate was lowered for loss at start; if the
 	// loss persists a second later at the lower rate, it was not congestion
 	episodeStart    time.Time
@@ -194,13 +195,18 @@ type Stats struct {
 	// InherentLoss is the loss that stays when the sender slows down (a
 	// lossy path rather than congestion): what redundancy should cover
 	InherentLoss float64
-	State        State
+	// Congested: the path shows congestion now or did recently (a decrease,
+	// a queue): loss beyond InherentLoss is then congestion's
+	Congested bool
+	State     State
 }
 
 // Stats returns the estimator's state.
 func (e *Estimator) Stats() Stats {
 	return Stats{Estimate: int(e.estimate), ReceiveRate: int(e.receiveRate), QueueDelay: e.queueDelay,
-		Loss: e.loss, InherentLoss: e.inherentLoss(), State: e.state}
+		Loss: e.loss, InherentLoss: e.inherentLoss(), State: e.state,
+		Congested: e.state == StateDecrease || e.queueDelay >= underuseDelay ||
+			(!e.lastDecrease.IsZero() && e.lastUpdate.Sub(e.lastDecrease) < 2*lossLongWindow && e.lossBase == 0)}
 }
 
 // HasFeedback reports whether the receiver has ever sent feedback: until
@@ -211,7 +217,10 @@ func (e *Estimator) HasFeedback() bool { return !e.lastFeedback.IsZero() }
 // feedback has been flowing: the path (or the receiver) may be gone, and
 // the media sent meanwhile must not assume it is still there.
 func (e *Estimator) CheckFeedback(now time.Time) {
-	if e.lastFeedback.IsZero() || now.Sub(e.lastFeedback) < feedbackTimeout || now.Sub(e.lastTimeout) < feedbackTimeout {
+	// only when packets went out since the last feedback: a sender with
+	// nothing to send (every track paused) gets no feedback either
+	if e.lastFeedback.IsZero() || !e.lastSent.After(e.lastFeedback) ||
+		now.Sub(e.lastFeedback) < feedbackTimeout || now.Sub(e.lastTimeout) < feedbackTimeout {
 		return
 	}
 	e.lastTimeout = now
@@ -274,6 +283,7 @@ func (e *Estimator) endProbe(now time.Time) {
 			return
 		}
 	}
+	e.probeGot = e.probeGotRate()
 	if !e.probeFailed && e.probeDelivered() {
 		e.estimate = max(e.estimate, e.probeRate)
 		e.ceiling = 0
@@ -290,7 +300,8 @@ func (e *Estimator) endProbe(now time.Time) {
 		if e.probeGot > 0 {
 			// what the path delivered when pushed is its capacity: the
 			// estimate does not creep above it until a probe succeeds
-			e.ceiling = max(e.probeGot*(1-e.lossBase)*ceilingMargin, float64(e.cfg.Min))
+			// (a send rate: what arrived plus what the path loses anyway)
+			e.ceiling = max(e.probeGot/(1-min(e.lossBase, 0.9))*ceilingMargin, float64(e.cfg.Min))
 			e.ceilingUntil = now.Add(ceilingHold)
 		}
 		e.probeBackoff = min(maxProbeBackoff, max(minProbeBackoff, 2*e.probeBackoff))
@@ -300,24 +311,29 @@ func (e *Estimator) endProbe(now time.Time) {
 	e.probeRate = 0
 }
 
+// probeGotRate is the rate the probe's packets arrived at (0: not enough
+// of them to tell).
+func (e *Estimator) probeGotRate() float64 {
+	span := e.probeLastArr.Sub(e.probeFirstArr)
+	if e.probeAcked < 5 || span < probeDuration/2 {
+		return 0
+	}
+	return float64(e.probeBytes*8) / span.Seconds()
+}
+
 // probeDelivered reports whether the packets sent during the probe got
-// through at its rate: at least 90 % of it measured at the receiver (less
-// the path's inherent loss), and not much more loss than before the probe. A bottleneck that
-// polices rather than queues shows up here, not in the delay.
+// through at its rate: at least 95 % of it measured at the receiver (less
+// the path's inherent loss), and not much more loss than before the probe.
+// A bottleneck that polices rather than queues shows up here, not in the
+// delay.
 func (e *Estimator) probeDelivered() bool {
-	e.probeGot = 0
 	n := e.probeAcked + e.probeLost
-	if e.probeAcked < 5 || n == 0 {
+	if e.probeGot == 0 || n == 0 {
 		return false
 	}
 	if float64(e.probeLost)/float64(n) > max(e.preProbeLoss, e.lossBase)+probeLossMargin {
 		return false
 	}
-	span := e.probeLastArr.Sub(e.probeFirstArr)
-	if span < probeDuration/2 {
-		return false
-	}
-	e.probeGot = float64(e.probeBytes*8) / span.Seconds()
 	// on a lossy path what arrives is the probe rate less the inherent loss
 	return e.probeGot >= 0.95*e.probeRate*(1-e.lossBase)
 }
@@ -330,6 +346,9 @@ func (e *Estimator) inProbe(at time.Time) bool {
 // OnPacketSent records a packet carrying transport-wide sequence number seq.
 func (e *Estimator) OnPacketSent(seq uint16, size int, at time.Time) {
 	e.sent[seq%historySize] = sentPacket{seq: seq, size: size, at: at, valid: true}
+	if at.After(e.lastSent) {
+		e.lastSent = at
+	}
 	if e.inProbe(at) {
 		e.probeLastSeq, e.probeSentAny, e.probeCovered = seq, true, false
 	}

@@ -315,6 +315,11 @@ func TestEstimatorFeedbackTimeout(t *testing.T) {
 	e.OnPacketSent(2, 1000, t0.Add(time.Millisecond))
 	e.OnFeedback(feedback(1, []time.Time{time.Unix(0, 1e6), time.Unix(0, 2e6)}, time.Unix(0, 0)), t0.Add(10*time.Millisecond))
 	before := e.Estimate()
+	e.CheckFeedback(t0.Add(3 * time.Second))
+	if e.Estimate() != before {
+		t.Fatal("decreased although nothing was sent since the feedback")
+	}
+	e.OnPacketSent(3, 1000, t0.Add(20*time.Millisecond)) // sent, never acknowledged
 	e.CheckFeedback(t0.Add(500 * time.Millisecond))
 	if e.Estimate() != before {
 		t.Fatal("decreased before the timeout")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,7 +86,7 @@ type DownTrack struct {
 	hdr       rtp.Header       // reused for every write: writers consume it synchronously
 	lastWrite time.Time
 	layerOf   int // layer of the last packet written
-	rtxAt     [256]rtxRecord
+	rtxAt     [rtxRecords]rtxRecord
 	rtxSeq    uint16 // sequence number of the RTX stream
 
 	audio        atomic.Pointer[audioState] // set by Bind for audio
@@ -134,6 +135,9 @@ func (d *DownTrack) Probe(rate int, dur time.Duration) {
 	default:
 	}
 }
+
+// rtxRecords is the number of recent resends remembered (per down track).
+const rtxRecords = 1024
 
 // rtxRecord remembers when a sequence number was last resent.
 type rtxRecord struct {
@@ -609,6 +613,9 @@ func (d *DownTrack) pad(now time.Time) {
 	}
 	d.probeBank += float64(d.probing.rate) / 8 * now.Sub(d.probeAt).Seconds()
 	d.probeAt = now
+	if !d.rw.Started() {
+		return // nothing forwarded yet: padding would start the numbering
+	}
 	b := d.binding.Load()
 	if b == nil {
 		return
@@ -643,8 +650,12 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 	at := time.Now()
 	now := at.UnixNano()
 	for _, out := range seqs {
-		r := &d.rtxAt[out&0xFF]
+		r := &d.rtxAt[out%rtxRecords]
 		if r.seq != out {
+			if r.at != 0 && now-r.at < int64(maxResendAge) {
+				d.rtxStale.Add(1) // its slot is busy with another recent resend
+				continue
+			}
 			*r = rtxRecord{seq: out}
 		}
 		if r.at != 0 && now-r.at < int64(rtxHoldoff) {
@@ -744,10 +755,7 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 		case *rtcp.ReceiverReport:
 			d.noteReceiverReport(p)
 		case *rtcp.TransportLayerNack:
-			var seqs []uint16
-			for _, pair := range p.Nacks {
-				seqs = append(seqs, pair.PacketList()...)
-			}
+			seqs := nackList(p)
 			select {
 			case d.ctrl <- ctrlMsg{nack: seqs}:
 			case <-d.done:
@@ -755,6 +763,27 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 			}
 		}
 	}
+}
+
+// maxNACKList bounds the packets one NACK may ask for (the cache holds no
+// more than this of a stream anyway).
+const maxNACKList = 1024
+
+// nackList is the distinct sequence numbers a NACK asks for, at most
+// maxNACKList of them: a client repeating numbers must not multiply work.
+func nackList(p *rtcp.TransportLayerNack) []uint16 {
+	var seqs []uint16
+	for _, pair := range p.Nacks {
+		for _, s := range pair.PacketList() {
+			if len(seqs) == maxNACKList {
+				return seqs
+			}
+			if !slices.Contains(seqs[max(0, len(seqs)-32):], s) {
+				seqs = append(seqs, s)
+			}
+		}
+	}
+	return seqs
 }
 
 // RTCPLoop reads RTCP for this track from its sender until the sender stops.

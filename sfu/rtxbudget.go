@@ -22,14 +22,17 @@ type RetransmitBudget struct {
 const (
 	retransmitShare = 0.25
 	retransmitFloor = 64_000
+	// retransmitFallback: the budget of a connection without an estimate
+	retransmitFallback = 1_000_000
 )
 
 // SetEstimate sets the budget from the connection's estimate (bits per
 // second) and its inherent loss (the loss that is not congestion: on such a
 // path retransmissions repair, they do not congest, so they may use that
-// much more); estimate 0 removes the bound.
+// much more). Without an estimate (a receiver that sends no transport-wide
+// feedback) retransmissions get retransmitFallback.
 func (b *RetransmitBudget) SetEstimate(estimate int, inherentLoss float64) {
-	rate := 0.0
+	rate := float64(retransmitFallback)
 	if estimate > 0 {
 		share := min(1, retransmitShare+max(0, inherentLoss))
 		rate = max(retransmitFloor, share*float64(estimate))
@@ -52,7 +55,9 @@ func (b *RetransmitBudget) Take(size int, now time.Time, repeat bool) bool {
 	if b.rate == 0 {
 		return true
 	}
-	if !b.last.IsZero() {
+	if b.last.IsZero() {
+		b.tokens = b.rate / 10 // start full
+	} else {
 		b.tokens += b.rate * now.Sub(b.last).Seconds()
 	}
 	b.last = now

@@ -89,7 +89,7 @@ func New(cfg Config) (*SFU, error) {
 	// No NACK interceptors: the SFU NACKs publishers from each up track's
 	// reader (nackgen.go), which sees repaired packets, and answers
 	// subscribers' NACKs itself from the publisher's cache.
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+	if err := addReports(ir); err != nil {
 		return nil, fmt.Errorf("rtcp reports: %w", err)
 	}
 	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {

@@ -47,6 +47,7 @@ type UpTrack struct {
 	requestKF  KeyframeRequester
 	sendNACK   NACKSender // nil: no NACKs to the publisher
 	nacks      nackTracker
+	nackWG     sync.WaitGroup // the NACK timer goroutine
 	log        *slog.Logger
 
 	ssrc       atomic.Uint32
@@ -184,6 +185,7 @@ func (t *UpTrack) Stats() UpTrackStats {
 func (t *UpTrack) ReadLoop(src RTPSource) {
 	defer t.stop()
 	if t.sendNACK != nil {
+		t.nackWG.Add(1)
 		go t.nackLoop()
 	}
 	buf := make([]byte, maxPacketSize+64)
@@ -205,6 +207,7 @@ func (t *UpTrack) ReadLoop(src RTPSource) {
 
 // nackLoop sends the due NACKs until the track ends.
 func (t *UpTrack) nackLoop() {
+	defer t.nackWG.Done()
 	tick := time.NewTicker(nackTick)
 	defer tick.Stop()
 	var seqs []uint16
@@ -231,6 +234,7 @@ func (t *UpTrack) stop() {
 	}
 	t.mu.Unlock()
 	close(t.done)
+	t.nackWG.Wait()
 }
 
 // handlePacket stores one packet and fans it out. Called only by the reader.

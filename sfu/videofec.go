@@ -88,6 +88,7 @@ func (f *fecState) protection(loss float64, rtt time.Duration) {
 	}
 	if p.Off() {
 		f.enc.Reset() // an open group will never be completed
+		f.npending = 0
 	} else if err := f.enc.SetProtection(p.FEC, p.Group); err != nil {
 		return
 	}
