@@ -20,9 +20,13 @@ type audioMode uint8
 
 const (
 	audioAsIs      audioMode = iota // same codec on both sides
-	audioREDPass                    // RED in, RED out: block payload types rewritten
 	audioREDEncode                  // Opus in, RED out: redundancy built per subscriber
 	audioREDDecode                  // RED in, Opus out: unwrapped, losses recovered
+	// RED in, RED out: unwrapped (losses on the publisher's leg recovered),
+	// then rebuilt with this subscriber's distance. Browsers send RED with
+	// one redundant copy; passed on as is, that copy leaves 16 % of the
+	// frames missing on a subscriber leg with 40 % loss.
+	audioREDReencode
 )
 
 // isAudioPair reports whether n and c are Opus and RED in either order, or
@@ -51,7 +55,7 @@ func chooseAudio(src webrtc.RTPCodecParameters, codecs []webrtc.RTPCodecParamete
 	case redc != nil && opus != nil:
 		mode = audioREDEncode
 		if srcRED {
-			mode = audioREDPass
+			mode = audioREDReencode
 		}
 		return *redc, mode, uint8(opus.PayloadType), true
 	case opus != nil && srcRED:
@@ -88,6 +92,15 @@ func (d *DownTrack) setupAudio(mode audioMode, opusPT uint8) {
 			h.SeqNum, h.Timestamp = seq, ts
 			d.send(h, opus, &d.packets)
 		}
+	case audioREDReencode:
+		a.dec = red.NewDecoder()
+		a.enc, _ = red.NewEncoder(opusPT & 0x7F)
+		a.buf = make([]byte, 0, maxPacketSize)
+		a.emit = func(seq uint16, ts uint32, opus []byte) {
+			h := a.hdr
+			h.SeqNum, h.Timestamp = seq, ts
+			d.encodeRED(a, h, opus)
+		}
 	}
 	d.audio.Store(a)
 }
@@ -100,46 +113,36 @@ func (d *DownTrack) sendAudio(hdr CachedPacket, payload []byte) {
 		return
 	}
 	switch a.mode {
-	case audioREDPass:
-		setREDBlockPT(payload, a.opusPT)
-		d.send(hdr, payload, &d.packets)
-	case audioREDDecode:
+	case audioREDDecode, audioREDReencode:
 		a.hdr = hdr
 		a.hdr.PaddingSize = 0
 		if err := a.dec.Decode(hdr.SeqNum, hdr.Timestamp, payload, a.emit); err != nil {
 			d.dropped.Add(1)
 		}
 	case audioREDEncode:
-		a.enc.SetDistance(red.DistanceForLoss(redundancyLoss(d.lossRate())))
-		seq, ts, ok := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
-		if !ok {
-			d.dropped.Add(1)
-			return
-		}
-		a.buf = a.enc.Encode(a.buf[:0], seq, ts, payload)
-		hdr.PaddingSize = 0
-		if d.write(hdr, seq, ts, a.buf) {
-			d.packets.Add(1)
-		}
+		d.encodeRED(a, hdr, payload)
+	}
+}
+
+// encodeRED sends one Opus frame as RED, with the redundant copies this
+// subscriber's loss calls for.
+func (d *DownTrack) encodeRED(a *audioState, hdr CachedPacket, opus []byte) {
+	a.enc.SetDistance(red.DistanceForLoss(redundancyLoss(d.lossRate())))
+	seq, ts, ok := d.rw.Rewrite(hdr.SeqNum, hdr.Timestamp)
+	if !ok {
+		d.dropped.Add(1)
+		return
+	}
+	a.buf = a.enc.Encode(a.buf[:0], seq, ts, opus)
+	hdr.PaddingSize = 0
+	if d.write(hdr, seq, ts, a.buf) {
+		d.packets.Add(1)
 	}
 }
 
 // redundancyLoss adds a margin to a measured loss before it sizes
 // redundancy: measurements are noisy, and one copy too few costs speech.
 func redundancyLoss(loss float64) float64 { return min(1, loss*1.15) }
-
-// setREDBlockPT rewrites the payload type of every block of a RED payload
-// to pt (the publisher's and the subscriber's Opus types may differ).
-func setREDBlockPT(p []byte, pt uint8) {
-	i := 0
-	for i < len(p) && p[i]&0x80 != 0 {
-		p[i] = 0x80 | pt&0x7F
-		i += 4
-	}
-	if i < len(p) {
-		p[i] = pt & 0x7F
-	}
-}
 
 // noteReceiverReport takes the subscriber's loss for this track from its
 // receiver report (an exponentially smoothed fraction).

@@ -146,9 +146,29 @@ type rtxRecord struct {
 	at    int64 // unix nanoseconds of the last resend
 }
 
-// rtxHoldoff: a NACK repeated within this time of the last resend of the
-// same packet is ignored (the resend is still in flight).
-const rtxHoldoff = 30 * time.Millisecond
+// A NACK repeated within the holdoff of the last resend of the same packet
+// is ignored: the resend is still in flight. The holdoff is half the
+// subscriber's round trip, between rtxHoldoffMin and rtxHoldoffMax
+// (rtxHoldoffUnknown before a receiver report gave the round trip). A
+// receiver asks again about one round trip after its last NACK (Chromium:
+// at its 20 ms NACK ticks once the RTT has passed); on a short path a fixed
+// 30 ms holdoff ignored every other one of those retries, and the second
+// chance of a lost retransmission came too late for the receiver's jitter
+// buffer.
+const (
+	rtxHoldoffMin     = 2 * time.Millisecond
+	rtxHoldoffMax     = 30 * time.Millisecond
+	rtxHoldoffUnknown = 10 * time.Millisecond
+)
+
+// rtxHoldoff is the current holdoff (see rtxHoldoffMin).
+func (d *DownTrack) rtxHoldoff() time.Duration {
+	rtt := d.RTT()
+	if rtt <= 0 {
+		return rtxHoldoffUnknown
+	}
+	return min(max(rtt/2, rtxHoldoffMin), rtxHoldoffMax)
+}
 
 // binding is what Bind negotiated: where and how to write.
 type binding struct {
@@ -643,12 +663,13 @@ const (
 )
 
 func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
-	if a := d.audio.Load(); a != nil && (a.mode == audioREDEncode || a.mode == audioREDDecode) {
+	if a := d.audio.Load(); a != nil && (a.mode != audioAsIs) {
 		return // the cache holds the other format; redundancy repairs these
 	}
 	up := d.src.Layer(d.layerOf)
 	at := time.Now()
 	now := at.UnixNano()
+	holdoff := int64(d.rtxHoldoff())
 	for _, out := range seqs {
 		r := &d.rtxAt[out%rtxRecords]
 		if r.seq != out {
@@ -658,7 +679,7 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 			}
 			*r = rtxRecord{seq: out}
 		}
-		if r.at != 0 && now-r.at < int64(rtxHoldoff) {
+		if r.at != 0 && now-r.at < holdoff {
 			continue
 		}
 		in, ok := d.rw.Reverse(out)

@@ -173,9 +173,47 @@ func TestREDBuiltForLossySubscriber(t *testing.T) {
 	}
 }
 
+// A publisher sending RED with one redundant copy, as browsers do, to a
+// subscriber with 40 % loss on its downlink: the SFU rebuilds the RED with
+// the distance that subscriber's loss calls for, so it ends with at least
+// 99 % of the frames (the publisher's single copy alone would leave about
+// 16 % missing).
+func TestREDFromPublisherRebuiltForLossySubscriber(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 60*time.Second)
+	l := newLossy("audio/", true, 0.40, 3)
+	sub := newPeer(t, s, "room", "sub", redAPI(t, l))
+	pub := newPeer(t, s, "room", "pub", redAPI(t, nil))
+	src, err := mediatest.NewREDSource("audio-pub", "stream-pub", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.publish(ctx, src)
+	pump(t, src, 5*time.Millisecond)
+	a := sub.sink(ctx, webrtc.RTPCodecTypeAudio, "")
+	if !a.RED() {
+		t.Fatalf("the subscriber receives %s, not RED", a.Track.Codec().MimeType)
+	}
+	waitFrame(t, ctx, a, src.Next()+1000)
+	first := src.Next()
+	last := first + 800
+	waitFrame(t, ctx, a, last+20)
+	got := recovered(a, first, last)
+	l.mu.Lock()
+	loss := float64(l.dropped) / float64(l.dropped+l.through)
+	l.mu.Unlock()
+	t.Logf("publisher distance 1, downlink loss %.1f%%: %.2f%% of frames recovered", 100*loss, 100*got)
+	if loss < 0.35 {
+		t.Fatalf("the link lost only %.1f%%", 100*loss)
+	}
+	if got < 0.99 {
+		t.Fatalf("only %.2f%% of the frames at %.0f%% loss", 100*got, 100*loss)
+	}
+}
+
 // A publisher sending RED over a lossy uplink: a subscriber without RED
 // gets plain Opus with the lost frames rebuilt from the redundancy, one
-// with RED gets the RED stream as it came.
+// with RED gets them too (the RED is rebuilt for it).
 func TestREDFromPublisherUnwrappedOrPassed(t *testing.T) {
 	s := startServer(t)
 	ctx := deadline(t, 60*time.Second)
