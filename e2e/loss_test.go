@@ -74,11 +74,21 @@ var lossLevels = []struct {
 // lossRule is the nftables table that drops packets arriving at the
 // namespace's veth end.
 type lossRule struct {
-	n   *netns
-	nft string
+	n    *netns
+	nft  string
+	host bool // on the host's veth end (packets from the namespace), not the namespace's
 }
 
 const lossTable = "chorus_loss"
+
+// table is the rule's nftables table: in the host's namespace, one per
+// test namespace.
+func (l *lossRule) table() string {
+	if l.host {
+		return lossTable + "_" + strings.ReplaceAll(l.n.hostIf, "-", "_")
+	}
+	return lossTable
+}
 
 // nftTool returns the path of nft, or skips the test (fails it under
 // CHORUS_E2E=1) without it.
@@ -99,6 +109,9 @@ func nftTool(t *testing.T) string {
 // run runs an nft script inside the namespace.
 func (l *lossRule) run(script string) (string, error) {
 	cmd := exec.Command(l.n.ip, "netns", "exec", l.n.name, l.nft, "-f", "-")
+	if l.host {
+		cmd = exec.Command(l.nft, "-f", "-")
+	}
 	cmd.Stdin = strings.NewReader(script)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -110,16 +123,26 @@ func (l *lossRule) run(script string) (string, error) {
 // newLossRule creates the table and its ingress chain on the namespace's
 // veth end, with no loss yet.
 func (n *netns) newLossRule(t *testing.T, nft string) *lossRule {
+	return n.newLossRuleOn(t, nft, false)
+}
+
+// newLossRuleOn is newLossRule on the host's veth end when host is set:
+// it then drops packets the namespace sends.
+func (n *netns) newLossRuleOn(t *testing.T, nft string, host bool) *lossRule {
 	t.Helper()
-	l := &lossRule{n: n, nft: nft}
+	l := &lossRule{n: n, nft: nft, host: host}
+	dev := n.nsIf
+	if host {
+		dev = n.hostIf
+	}
 	script := fmt.Sprintf("add table netdev %s\n"+
 		"add chain netdev %s in { type filter hook ingress device %q priority 0; policy accept; }\n",
-		lossTable, lossTable, n.nsIf)
+		l.table(), l.table(), dev)
 	if _, err := l.run(script); err != nil {
 		skipOrFail(t, "cannot install an nftables netdev ingress rule: "+err.Error())
 	}
 	t.Cleanup(func() {
-		if _, err := l.run("delete table netdev " + lossTable + "\n"); err != nil {
+		if _, err := l.run("delete table netdev " + l.table() + "\n"); err != nil {
 			t.Logf("remove loss rule: %v", err)
 		}
 	})
@@ -131,9 +154,9 @@ func (n *netns) newLossRule(t *testing.T, nft string) *lossRule {
 // percent of them at random. The counters start again from zero.
 func (l *lossRule) set(t *testing.T, percent int) {
 	t.Helper()
-	script := fmt.Sprintf("flush chain netdev %[1]s in\nadd rule netdev %[1]s in meta l4proto udp counter\n", lossTable)
+	script := fmt.Sprintf("flush chain netdev %[1]s in\nadd rule netdev %[1]s in meta l4proto udp counter\n", l.table())
 	if percent > 0 {
-		script += fmt.Sprintf("add rule netdev %s in meta l4proto udp numgen random mod 100 < %d counter drop\n", lossTable, percent)
+		script += fmt.Sprintf("add rule netdev %s in meta l4proto udp numgen random mod 100 < %d counter drop\n", l.table(), percent)
 	}
 	if _, err := l.run(script); err != nil {
 		t.Fatalf("set loss to %d%%: %v", percent, err)
@@ -145,7 +168,11 @@ var nftCounterRE = regexp.MustCompile(`counter packets (\d+)`)
 // counters returns the UDP packets that arrived at the veth end since the
 // last set, and how many of them the rule dropped.
 func (l *lossRule) counters() (arrived, dropped uint64, err error) {
-	out, err := exec.Command(l.n.ip, "netns", "exec", l.n.name, l.nft, "list", "chain", "netdev", lossTable, "in").CombinedOutput()
+	cmd := exec.Command(l.n.ip, "netns", "exec", l.n.name, l.nft, "list", "chain", "netdev", l.table(), "in")
+	if l.host {
+		cmd = exec.Command(l.nft, "list", "chain", "netdev", l.table(), "in")
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, 0, fmt.Errorf("nft list chain: %w: %s", err, strings.TrimSpace(string(out)))
 	}

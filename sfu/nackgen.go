@@ -18,6 +18,13 @@ const (
 	nackMaxAge   = 600 * time.Millisecond // past this a packet is too late for any playout
 	nackMaxTries = 10
 	nackTick     = 20 * time.Millisecond
+
+	// Audio packets are small and matter sooner: asked for every tick
+	// (duplicate answers cost little), for as long as a receiver's audio
+	// playout can still use them.
+	audioNackInterval = nackTick
+	audioNackMaxAge   = 400 * time.Millisecond
+	audioNackMaxTries = 20
 )
 
 type nackEntry struct {
@@ -31,6 +38,7 @@ type nackEntry struct {
 // nackTracker finds a stream's missing packets and says which to request
 // now. received is called by the stream's reader, due by its NACK timer.
 type nackTracker struct {
+	audio   bool // audio timing (audioNackInterval...); set before use
 	mu      sync.Mutex
 	started bool
 	highest uint16
@@ -64,6 +72,10 @@ func (n *nackTracker) received(seq uint16, now time.Time) {
 
 // due appends to out the missing packets to request now and returns it.
 func (n *nackTracker) due(now time.Time, out []uint16) []uint16 {
+	interval, maxAge, maxTries := nackInterval, nackMaxAge, uint8(nackMaxTries)
+	if n.audio {
+		interval, maxAge, maxTries = audioNackInterval, audioNackMaxAge, audioNackMaxTries
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for i := range n.ring {
@@ -71,11 +83,11 @@ func (n *nackTracker) due(now time.Time, out []uint16) []uint16 {
 		if !e.valid {
 			continue
 		}
-		if now.Sub(e.first) > nackMaxAge || e.tries >= nackMaxTries || n.highest-e.seq >= nackWindow {
+		if now.Sub(e.first) > maxAge || e.tries >= maxTries || n.highest-e.seq >= nackWindow {
 			e.valid = false // too late, or hopeless
 			continue
 		}
-		if !e.last.IsZero() && now.Sub(e.last) < nackInterval {
+		if !e.last.IsZero() && now.Sub(e.last) < interval {
 			continue
 		}
 		e.last = now

@@ -57,3 +57,32 @@ func TestNACKTrackerAgeAndRestart(t *testing.T) {
 		t.Fatalf("in-order stream asked for %v", got)
 	}
 }
+
+// Audio: asked for every audioNackInterval, at most audioNackMaxTries
+// times, not past audioNackMaxAge.
+func TestNACKTrackerAudioTiming(t *testing.T) {
+	n := nackTracker{audio: true}
+	t0 := time.Unix(100, 0)
+	n.received(1, t0)
+	n.received(3, t0)
+	var asked []time.Duration
+	for at := t0; at.Sub(t0) <= time.Second; at = at.Add(nackTick) {
+		if slices.Contains(n.due(at, nil), 2) {
+			asked = append(asked, at.Sub(t0))
+		}
+	}
+	if len(asked) == 0 || asked[0] != 0 {
+		t.Fatalf("asked at %v, want at once first", asked)
+	}
+	for i := 1; i < len(asked); i++ {
+		if d := asked[i] - asked[i-1]; d != audioNackInterval {
+			t.Fatalf("asked at %v: interval %v, want %v", asked, d, audioNackInterval)
+		}
+	}
+	if last := asked[len(asked)-1]; last > audioNackMaxAge || len(asked) > audioNackMaxTries {
+		t.Fatalf("asked %d times, last after %v: want at most %d, within %v", len(asked), last, audioNackMaxTries, audioNackMaxAge)
+	}
+	if len(asked) < 15 {
+		t.Fatalf("asked only %d times in %v", len(asked), audioNackMaxAge)
+	}
+}

@@ -161,11 +161,15 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 		return webrtc.RTPCodecParameters{PayloadType: pt, RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", apt)}}
 	}
+	// Audio NACK: a publisher that offers it (the web client does) has its
+	// lost audio packets asked for again, on top of its RED; browsers do
+	// not offer it by themselves, and then it is not used.
+	audioFB := []webrtc.RTCPFeedback{{Type: "nack"}}
 	return []webrtc.RTPCodecParameters{
 		{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: MimeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}},
+			MimeType: MimeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: audioFB}},
 		{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: MimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}},
+			MimeType: MimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111", RTCPFeedback: audioFB}},
 		v(96, MimeVP8, ""),
 		rtx(97, 96),
 		v(98, MimeVP9, "profile-id=0"),

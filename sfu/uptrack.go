@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,9 @@ type UpTrackOptions struct {
 	// (default 500 ms).
 	KeyframeInterval time.Duration
 	RequestKeyframe  KeyframeRequester
-	// SendNACK, if set, is used to ask for missing packets (video only).
+	// SendNACK, if set, is used to ask for missing packets: always for
+	// video, for audio only when the publisher negotiated NACK for it
+	// (Codec's feedback; browsers protect audio with RED otherwise).
 	SendNACK NACKSender
 	Logger   *slog.Logger
 }
@@ -120,9 +123,10 @@ func NewUpTrack(o UpTrackOptions) *UpTrack {
 		done:       make(chan struct{}),
 	}
 	t.downs.Store(&[]*DownTrack{})
-	if !isVideo {
-		t.sendNACK = nil // audio is protected by redundancy, as browsers do
+	if !isVideo && !hasFeedback(o.Codec.RTCPFeedback, "nack", "") {
+		t.sendNACK = nil // the publisher would not answer
 	}
+	t.nacks.audio = !isVideo
 	return t
 }
 
@@ -376,4 +380,14 @@ func (t *UpTrack) sendPLI() {
 	if err := t.requestKF(ssrc); err != nil {
 		t.log.Debug("keyframe request failed", "err", err)
 	}
+}
+
+// hasFeedback reports whether fb lists the RTCP feedback typ with param.
+func hasFeedback(fb []webrtc.RTCPFeedback, typ, param string) bool {
+	for _, f := range fb {
+		if strings.EqualFold(f.Type, typ) && strings.EqualFold(f.Parameter, param) {
+			return true
+		}
+	}
+	return false
 }

@@ -225,13 +225,23 @@ func (n *lrNet) api(tb testing.TB, ip string, codecs func(*webrtc.MediaEngine) e
 func lrPlainCodecs(me *webrtc.MediaEngine) error { return me.RegisterDefaultCodecs() }
 
 // lrREDPublisherCodecs add audio/red to pion's defaults, as a browser
-// offers it.
+// offers it, and NACK for audio, as the web client offers it.
 func lrREDPublisherCodecs(me *webrtc.MediaEngine) error {
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return err
 	}
-	return me.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: mediatest.MimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}}, webrtc.RTPCodecTypeAudio)
+	nack := []webrtc.RTCPFeedback{{Type: "nack"}}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000,
+			Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: nack}},
+		{PayloadType: 63, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mediatest.MimeRED, ClockRate: 48000,
+			Channels: 2, SDPFmtpLine: "111/111", RTCPFeedback: nack}},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lrBrowserSubscriberCodecs are what a browser accepts for receiving: Opus

@@ -243,3 +243,54 @@ func TestREDFromPublisherUnwrappedOrPassed(t *testing.T) {
 		t.Fatalf("frames recovered: plain %.2f%%, RED %.2f%%", 100*p, 100*r)
 	}
 }
+
+// A publisher that negotiated NACK for its Opus (the web client offers it)
+// over an uplink losing 40 % of its audio packets: the SFU asks for the
+// missing ones again, and a subscriber ends with at least 99 % of the
+// frames, with no redundancy at all.
+func TestAudioNACKOnPublisherLeg(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 60*time.Second)
+	sub := newPeer(t, s, "room", "sub", nil)
+	up := newLossy("audio/", false, 0.40, 4)
+	api, err := client.NewAPIWith(func(me *webrtc.MediaEngine, ir *interceptor.Registry, _ *webrtc.SettingEngine) error {
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}}}}, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+		ir.Add(up) // first: the answers to NACKs cross the lossy link too
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPeer(t, s, "room", "pub", api)
+	audio := audioSource(t, "pub")
+	pub.publish(ctx, audio)
+	pump(t, audio, 5*time.Millisecond)
+	a := sub.sink(ctx, webrtc.RTPCodecTypeAudio, "")
+	waitFrame(t, ctx, a, 100)
+	first := audio.Next()
+	last := first + 600
+	waitFrame(t, ctx, a, last+20)
+	got := recovered(a, first, last)
+	r, _ := s.SFU().Rooms().Get("room")
+	pp, _ := r.FindParticipant("pub")
+	var sent uint64
+	for _, tr := range pp.Published() {
+		for _, l := range tr.Layers() {
+			sent += l.Stats().NACKsSent
+		}
+	}
+	up.mu.Lock()
+	loss := float64(up.dropped) / float64(up.dropped+up.through)
+	up.mu.Unlock()
+	t.Logf("uplink loss %.1f%%: %.2f%% of frames, %d packets NACKed", 100*loss, 100*got, sent)
+	if loss < 0.3 || sent == 0 {
+		t.Fatalf("the uplink lost %.1f%%, the SFU NACKed %d packets", 100*loss, sent)
+	}
+	if got < 0.99 {
+		t.Fatalf("only %.2f%% of the frames at %.0f%% uplink loss", 100*got, 100*loss)
+	}
+}

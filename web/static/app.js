@@ -1227,7 +1227,16 @@ class Session {
   // offerPublisher sends one publisher offer and waits for its answer.
   async offerPublisher(pc) {
     const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
+    // Ask for NACKs on audio too: the server then requests lost audio
+    // packets again on top of RED. Browsers do not offer it by themselves;
+    // if this browser refuses the change, the offer goes as it was.
+    const munged = withAudioNack(offer.sdp);
+    try {
+      await pc.setLocalDescription(munged === offer.sdp ? offer : { type: 'offer', sdp: munged });
+    } catch (err) {
+      if (munged === offer.sdp) throw err;
+      await pc.setLocalDescription(offer);
+    }
     if (this.ended) return;
     const id = `pub-${++this.pubSeq}`;
     const answered = new Promise((resolve, reject) => { this.pubPending = { id, resolve, reject }; });
@@ -1558,3 +1567,20 @@ function init() {
 }
 
 init();
+
+// withAudioNack adds "a=rtcp-fb:<pt> nack" for Opus and RED in every audio
+// section of an SDP that lacks it.
+function withAudioNack(sdp) {
+  const sections = sdp.split(/\r\n(?=m=)/);
+  return sections.map((sec) => {
+    if (!sec.startsWith('m=audio')) return sec;
+    const lines = sec.split('\r\n');
+    const out = [];
+    for (const l of lines) {
+      out.push(l);
+      const m = /^a=rtpmap:(\d+) (opus|red)\/48000/i.exec(l);
+      if (m && !lines.includes(`a=rtcp-fb:${m[1]} nack`)) out.push(`a=rtcp-fb:${m[1]} nack`);
+    }
+    return out.join('\r\n');
+  }).join('\r\n');
+}
