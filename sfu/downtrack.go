@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,7 +86,8 @@ type DownTrack struct {
 	lastWrite time.Time
 	layerOf   int // layer of the last packet written
 	rtxAt     [rtxRecords]rtxRecord
-	rtxSeq    uint16 // sequence number of the RTX stream
+	repeats   []rtxRepeat // copies of retransmissions still to send
+	rtxSeq    uint16      // sequence number of the RTX stream
 
 	audio        atomic.Pointer[audioState] // set by Bind for audio
 	fec          atomic.Pointer[fecState]   // set by Bind for video when FEC was negotiated
@@ -134,40 +134,6 @@ func (d *DownTrack) Probe(rate int, dur time.Duration) {
 	case d.ctrl <- ctrlMsg{probe: probeReq{rate: rate, until: time.Now().Add(dur)}}:
 	default:
 	}
-}
-
-// rtxRecords is the number of recent resends remembered (per down track).
-const rtxRecords = 1024
-
-// rtxRecord remembers when a sequence number was last resent.
-type rtxRecord struct {
-	seq   uint16
-	count uint8 // resends so far
-	at    int64 // unix nanoseconds of the last resend
-}
-
-// A NACK repeated within the holdoff of the last resend of the same packet
-// is ignored: the resend is still in flight. The holdoff is half the
-// subscriber's round trip, between rtxHoldoffMin and rtxHoldoffMax
-// (rtxHoldoffUnknown before a receiver report gave the round trip). A
-// receiver asks again about one round trip after its last NACK (Chromium:
-// at its 20 ms NACK ticks once the RTT has passed); on a short path a fixed
-// 30 ms holdoff ignored every other one of those retries, and the second
-// chance of a lost retransmission came too late for the receiver's jitter
-// buffer.
-const (
-	rtxHoldoffMin     = 2 * time.Millisecond
-	rtxHoldoffMax     = 30 * time.Millisecond
-	rtxHoldoffUnknown = 10 * time.Millisecond
-)
-
-// rtxHoldoff is the current holdoff (see rtxHoldoffMin).
-func (d *DownTrack) rtxHoldoff() time.Duration {
-	rtt := d.RTT()
-	if rtt <= 0 {
-		return rtxHoldoffUnknown
-	}
-	return min(max(rtt/2, rtxHoldoffMin), rtxHoldoffMax)
 }
 
 // binding is what Bind negotiated: where and how to write.
@@ -483,12 +449,20 @@ func (d *DownTrack) writeLoop() {
 	defer d.wg.Done()
 	buf := make([]byte, maxPacketSize+2) // +2: room for an RTX header
 	var pacer *time.Ticker
-	var tick <-chan time.Time // nil unless a probe runs
+	var tick <-chan time.Time // nil unless a probe runs or copies of resends are due
 	defer func() {
 		if pacer != nil {
 			pacer.Stop()
 		}
 	}()
+	startPacer := func() {
+		if pacer == nil {
+			pacer = time.NewTicker(padInterval)
+		} else {
+			pacer.Reset(padInterval)
+		}
+		tick = pacer.C
+	}
 	for {
 		select {
 		case <-d.done:
@@ -503,22 +477,25 @@ func (d *DownTrack) writeLoop() {
 		case m := <-d.ctrl:
 			if m.nack != nil {
 				d.retransmit(m.nack, buf)
+				if len(d.repeats) > 0 && tick == nil {
+					startPacer()
+				}
 				continue
 			}
 			d.probing, d.probeAt, d.probeBank = m.probe, time.Now(), 0
 			if m.probe.rate <= 0 {
 				continue // stopped: the pacer stops at its next tick
 			}
-			if pacer == nil {
-				pacer = time.NewTicker(padInterval)
-			} else {
-				pacer.Reset(padInterval)
-			}
-			tick = pacer.C
+			startPacer()
 		case now := <-tick:
+			if len(d.repeats) > 0 {
+				d.sendRepeats(now, buf)
+			}
 			if d.probing.rate == 0 {
-				pacer.Stop()
-				tick = nil
+				if len(d.repeats) == 0 {
+					pacer.Stop()
+					tick = nil
+				}
 				continue
 			}
 			if !d.inFrame {
@@ -654,67 +631,6 @@ func (d *DownTrack) pad(now time.Time) {
 	}
 }
 
-// maxResends bounds how often one packet is resent, and maxResendAge how
-// old (since it reached the SFU) a resent packet may be: beyond that it
-// arrives too late for the subscriber's jitter buffer and only adds load.
-const (
-	maxResends   = 8
-	maxResendAge = time.Second
-)
-
-func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
-	if a := d.audio.Load(); a != nil && (a.mode != audioAsIs) {
-		return // the cache holds the other format; redundancy repairs these
-	}
-	up := d.src.Layer(d.layerOf)
-	at := time.Now()
-	now := at.UnixNano()
-	holdoff := int64(d.rtxHoldoff())
-	for _, out := range seqs {
-		r := &d.rtxAt[out%rtxRecords]
-		if r.seq != out {
-			if r.at != 0 && now-r.at < int64(maxResendAge) {
-				d.rtxStale.Add(1) // its slot is busy with another recent resend
-				continue
-			}
-			*r = rtxRecord{seq: out}
-		}
-		if r.at != 0 && now-r.at < holdoff {
-			continue
-		}
-		in, ok := d.rw.Reverse(out)
-		if !ok || up == nil {
-			d.nackMiss.Add(1)
-			continue
-		}
-		// read two bytes in: an RTX payload starts with the original
-		// sequence number
-		hdr, n, ok := up.cache.Get(in, buf[2:])
-		if !ok {
-			d.nackMiss.Add(1)
-			continue
-		}
-		if r.count >= maxResends || now-hdr.Arrival > int64(maxResendAge) {
-			d.rtxStale.Add(1)
-			continue
-		}
-		if !d.budget.Take(n+12, at, r.count > 0) {
-			d.rtxOverBudget.Add(1)
-			continue
-		}
-		r.at = now
-		r.count++
-		// resend under the very number NACKed: the offset may have moved
-		// since (padding inserted by a probe)
-		if d.munger != nil {
-			d.munger.MungeOld(buf[2 : 2+n])
-		}
-		if d.writeRTX(hdr, out, d.rw.TS(hdr.Timestamp), buf[:2+n]) {
-			d.rtx.Add(1)
-		}
-	}
-}
-
 func (d *DownTrack) write(hdr CachedPacket, seq uint16, ts uint32, payload []byte) bool {
 	b := d.binding.Load()
 	if b == nil {
@@ -731,32 +647,6 @@ func (d *DownTrack) write(hdr CachedPacket, seq uint16, ts uint32, payload []byt
 		SSRC:           b.ssrc,
 	}
 	_, err := b.writer.WriteRTP(&d.hdr, payload)
-	return err == nil
-}
-
-// writeRTX resends a packet: on the RTX stream when negotiated (buf holds
-// two free bytes for the original sequence number, then the payload), else
-// on the media stream under its own number.
-func (d *DownTrack) writeRTX(hdr CachedPacket, seq uint16, ts uint32, buf []byte) bool {
-	b := d.binding.Load()
-	if b == nil {
-		return false
-	}
-	if b.rtxSSRC == 0 {
-		return d.write(hdr, seq, ts, buf[2:])
-	}
-	binary.BigEndian.PutUint16(buf, seq)
-	d.rtxSeq++
-	d.rtxStream.Add(1)
-	d.hdr = rtp.Header{
-		Version:        2,
-		Marker:         hdr.Marker,
-		PayloadType:    b.rtxPT,
-		SequenceNumber: d.rtxSeq,
-		Timestamp:      ts,
-		SSRC:           b.rtxSSRC,
-	}
-	_, err := b.writer.WriteRTP(&d.hdr, buf)
 	return err == nil
 }
 
