@@ -11,7 +11,12 @@ import (
 )
 
 func TestProtectionFor(t *testing.T) {
-	for _, rtt := range []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond, 400 * time.Millisecond} {
+	for l := 0.0; l <= 1.0; l += 0.05 {
+		if p := ProtectionFor(l, NACKOnlyRTT-time.Millisecond); !p.Off() {
+			t.Fatalf("FEC at loss %.2f on a %v path: %+v", l, NACKOnlyRTT-time.Millisecond, p)
+		}
+	}
+	for _, rtt := range []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 400 * time.Millisecond} {
 		prev := 0.0
 		for l := 0.0; l <= 1.0; l += 0.005 {
 			p := ProtectionFor(l, rtt)

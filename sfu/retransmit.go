@@ -131,7 +131,7 @@ func (d *DownTrack) resend(out uint16, buf []byte, at time.Time, repeat bool) bo
 // sent rtxCopies times, rtxCopyGap apart, for the first NACK to repair it
 // with good odds.
 const (
-	rtxResidual   = 0.05 // loss of all copies rtxCopies aims below
+	rtxResidual   = 0.02 // loss of all copies rtxCopies aims below
 	maxRTXCopies  = 4
 	rtxCopyGap    = 10 * time.Millisecond
 	maxRTXRepeats = 256 // pending copies per down track

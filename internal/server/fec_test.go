@@ -4,58 +4,53 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/chorus-sfu/chorus/signaling/client"
+	"github.com/chorus-sfu/chorus/internal/server"
 )
 
-// fecAPI is a client API that negotiates Opus, VP8 and video RED and
-// ULPFEC (as browsers do), with loss added by l and receiver reports every
-// 200 ms. It leaves RTX out: pion's NACK generator does not see packets
-// repaired on an RTX stream and would NACK them again and again (a browser
-// does see them), so retransmissions come on the media stream.
-func fecAPI(t testing.TB, l *lossy) *webrtc.API {
-	t.Helper()
-	api, err := client.NewAPIWith(func(me *webrtc.MediaEngine, ir *interceptor.Registry, se *webrtc.SettingEngine) error {
-		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
-		if err := me.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}}, webrtc.RTPCodecTypeAudio); err != nil {
+// fecCodecs are what a browser negotiates for receiving Opus and VP8 with
+// video RED and ULPFEC. RTX is left out: pion's NACK generator does not see
+// packets repaired on an RTX stream and would NACK them again and again (a
+// browser does see them), so retransmissions come on the media stream.
+func fecCodecs(me *webrtc.MediaEngine) error {
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}}, webrtc.RTPCodecTypeAudio); err != nil {
+		return err
+	}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}},
+		{PayloadType: 122, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/red", ClockRate: 90000}},
+		{PayloadType: 123, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/ulpfec", ClockRate: 90000}},
+	} {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
 			return err
 		}
-		for _, c := range []webrtc.RTPCodecParameters{
-			{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}},
-			{PayloadType: 122, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/red", ClockRate: 90000}},
-			{PayloadType: 123, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/ulpfec", ClockRate: 90000}},
-		} {
-			if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-				return err
-			}
-		}
-		// the lossy interceptor drops after SRTP: the retransmission
-		// reuses a sequence number SRTP has seen
-		se.DisableSRTPReplayProtection(true)
-		if l != nil {
-			ir.Add(l)
-		}
-		return addFastReceiverReports(ir)
-	})
+	}
+	return nil
+}
+
+// A subscriber that negotiated RED and ULPFEC and loses 10 % of the
+// packets on its 50 ms round trip (a vnet link; FEC is off on paths
+// shorter than fec.NACKOnlyRTT) gets FEC sized to that loss: lost packets
+// are rebuilt from it (exactly: a wrong rebuild would show as a frame
+// number never sent), and with NACK for the rest it ends with every frame.
+func TestVideoFECRecoversLoss(t *testing.T) {
+	n := newLRNet(t, lrLeg{lrSFUIP, lrSubIP}, 0.10, 3)
+	s, err := server.Start(server.Config{Listen: "127.0.0.1:0", UDPIP: lrSFUIP, Net: n.nets[lrSFUIP], Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api
-}
-
-// A subscriber that negotiated RED and ULPFEC and loses 10 % of its video
-// packets gets FEC sized to that loss: lost packets are rebuilt from it
-// (exactly: a wrong rebuild would show as a frame number never sent), and
-// with NACK for the rest it ends with every frame.
-func TestVideoFECRecoversLoss(t *testing.T) {
-	s := startServer(t)
-	ctx := deadline(t, 20*time.Second)
-	l := newLossy("video/", true, 0.10, 3)
-	sub := newPeer(t, s, "room", "sub", fecAPI(t, l))
-	pub := newPeer(t, s, "room", "pub", nil)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := deadline(t, 30*time.Second)
+	rr, err := report.NewReceiverInterceptor(report.ReceiverInterval(200 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := newPeer(t, s, "room", "sub", n.api(t, lrSubIP, fecCodecs, rr))
+	pub := newPeer(t, s, "room", "pub", n.api(t, lrPubIP, lrPlainCodecs))
 	video := videoSource(t, "pub")
 	pub.publish(ctx, video)
 	pump(t, video, 5*time.Millisecond)
