@@ -431,6 +431,7 @@ type serverView struct {
 	layer        int
 	reason       string
 	est          string
+	rtt          time.Duration
 }
 
 func viewOf(s *testServer, room, name string) serverView {
@@ -446,6 +447,7 @@ func viewOf(s *testServer, room, name string) serverView {
 	for _, d := range p.Subscriptions() {
 		if d.Kind() == webrtc.RTPCodecTypeVideo {
 			v.video, v.layer, v.reason = d.Stats(), d.CurrentLayer(), d.Reason()
+			v.rtt = d.RTT()
 		} else {
 			v.audio = d.Stats()
 		}
@@ -461,12 +463,12 @@ func (b serverView) since(a serverView) string {
 	v0, v1 := a.video, b.video
 	return fmt.Sprintf("video %d packets, %d resent (%d on RTX), %d FEC; NACKed packets not resent: %d missed, %d stale, %d over budget; "+
 		"%d PLI/FIR, %d layer switches, %d dropped for a slow subscriber; audio %d packets, %d resent; "+
-		"at the end: layer %d (%s), %s",
+		"at the end: layer %d (%s), %s, RTT %v",
 		v1.Packets-v0.Packets, v1.Retransmissions-v0.Retransmissions, v1.RTXPackets-v0.RTXPackets, v1.FECPackets-v0.FECPackets,
 		v1.NACKsMissed-v0.NACKsMissed, v1.NACKsStale-v0.NACKsStale, v1.NACKsOverBudget-v0.NACKsOverBudget,
 		v1.KeyframeAsks-v0.KeyframeAsks, v1.LayerSwitches-v0.LayerSwitches, v1.Dropped-v0.Dropped,
 		b.audio.Packets-a.audio.Packets, b.audio.Retransmissions-a.audio.Retransmissions,
-		b.layer, b.reason, b.est)
+		b.layer, b.reason, b.est, b.rtt.Round(100*time.Microsecond))
 }
 
 // TestBrowserLossySubscriber: a Chromium publisher (three simulcast layers
