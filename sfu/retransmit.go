@@ -76,7 +76,11 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 			d.rtxStale.Add(1)
 			continue
 		}
-		if !d.resend(out, buf, at, r.count > 0) {
+		kind := FirstResend
+		if r.count > 0 {
+			kind = RepeatResend
+		}
+		if !d.resend(out, buf, at, kind) {
 			continue
 		}
 		r.at = now
@@ -89,8 +93,8 @@ func (d *DownTrack) retransmit(seqs []uint16, buf []byte) {
 
 // resend sends packet out (a sequence number as the subscriber knows it)
 // again, if it is still in the cache, young enough and within the
-// retransmission budget (repeat: not the first resend of it).
-func (d *DownTrack) resend(out uint16, buf []byte, at time.Time, repeat bool) bool {
+// retransmission budget.
+func (d *DownTrack) resend(out uint16, buf []byte, at time.Time, kind ResendKind) bool {
 	up := d.src.Layer(d.layerOf)
 	in, ok := d.rw.Reverse(out)
 	if !ok || up == nil {
@@ -108,7 +112,7 @@ func (d *DownTrack) resend(out uint16, buf []byte, at time.Time, repeat bool) bo
 		d.rtxStale.Add(1)
 		return false
 	}
-	if !d.budget.Take(n+12, at, repeat) {
+	if !d.budget.Take(n+12, at, kind) {
 		d.rtxOverBudget.Add(1)
 		return false
 	}
@@ -167,7 +171,7 @@ func (d *DownTrack) sendRepeats(now time.Time, buf []byte) {
 			continue
 		}
 		rec := &d.rtxAt[r.seq%rtxRecords]
-		if rec.seq != r.seq || !d.resend(r.seq, buf, now, true) {
+		if rec.seq != r.seq || !d.resend(r.seq, buf, now, CopyResend) {
 			continue // its record was reused, or it cannot be sent any more
 		}
 		rec.at = now.UnixNano()

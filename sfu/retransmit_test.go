@@ -71,3 +71,33 @@ func TestNACKCopiesOnLossyPath(t *testing.T) {
 		}
 	}
 }
+
+// The budget serves first resends before repeats, and repeats before
+// unasked copies: each kind stops at its own floor of the bucket.
+func TestRetransmitBudgetKinds(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	count := func(kind ResendKind) int {
+		var b RetransmitBudget
+		b.SetEstimate(1_000_000, 0) // 250 kbit/s: a 25 kbit bucket
+		n := 0
+		for b.Take(100, t0, kind) { // 800 bits each, no time passing
+			n++
+		}
+		return n
+	}
+	first, repeat, cp := count(FirstResend), count(RepeatResend), count(CopyResend)
+	if first != 31 || repeat != 15 || cp != 7 {
+		t.Fatalf("packets of 800 bits from a full 25 kbit bucket: first %d, repeat %d, copy %d; want 31, 15, 7", first, repeat, cp)
+	}
+	var b RetransmitBudget
+	b.SetEstimate(1_000_000, 0)
+	for b.Take(100, t0, CopyResend) {
+	}
+	if !b.Take(100, t0, RepeatResend) || !b.Take(100, t0, FirstResend) {
+		t.Fatal("copies used the room kept for asked resends")
+	}
+	// refills with time
+	if !b.Take(100, t0.Add(50*time.Millisecond), CopyResend) {
+		t.Fatal("no copy after 50 ms of refill")
+	}
+}

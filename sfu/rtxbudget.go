@@ -42,11 +42,24 @@ func (b *RetransmitBudget) SetEstimate(estimate int, inherentLoss float64) {
 	b.mu.Unlock()
 }
 
+// ResendKind ranks resends for the budget.
+type ResendKind uint8
+
+const (
+	// FirstResend answers the first NACK of a packet.
+	FirstResend ResendKind = iota
+	// RepeatResend answers a packet NACKed again.
+	RepeatResend
+	// CopyResend is a copy sent unasked on a lossy path (see rtxCopies).
+	CopyResend
+)
+
 // Take reports whether a packet of size bytes may be resent now, and
 // accounts for it if so. Up to 100 ms of the rate may be spent at once. A
 // repeat (a packet resent before, NACKed again) may only use the upper half
-// of the bucket, so that first resends of fresh losses go first.
-func (b *RetransmitBudget) Take(size int, now time.Time, repeat bool) bool {
+// of the bucket, and a copy only its upper quarter: first resends of fresh
+// losses go first, then what receivers ask for again.
+func (b *RetransmitBudget) Take(size int, now time.Time, kind ResendKind) bool {
 	if b == nil {
 		return true
 	}
@@ -66,8 +79,11 @@ func (b *RetransmitBudget) Take(size int, now time.Time, repeat bool) bool {
 	b.tokens = min(b.tokens, max(b.rate/10, 2*maxPacketSize*8))
 	bits := float64(size * 8)
 	floor := 0.0
-	if repeat {
-		floor = b.rate / 20
+	switch kind {
+	case RepeatResend:
+		floor = b.rate / 20 // half of the 100 ms bucket
+	case CopyResend:
+		floor = b.rate * 0.075 // three quarters
 	}
 	if b.tokens-bits < floor {
 		return false
