@@ -14,6 +14,8 @@ import (
 const (
 	// controlInterval is how often a subscriber's layer choices are revisited.
 	controlInterval = 100 * time.Millisecond
+	// rttInterval: how often the publisher connection's round trip is read
+	rttInterval = time.Second
 	// layerActiveWindow: a layer that sent nothing for this long is
 	// considered stopped by the publisher.
 	layerActiveWindow = 500 * time.Millisecond
@@ -84,11 +86,16 @@ func (p *Participant) controlLoop() {
 	defer p.wg.Done()
 	tick := time.NewTicker(controlInterval)
 	defer tick.Stop()
+	var rttAt time.Time
 	for {
 		select {
 		case <-p.done:
 			return
 		case now := <-tick.C:
+			if now.Sub(rttAt) >= rttInterval {
+				rttAt = now
+				p.measurePublisherRTT()
+			}
 			if p.canSubscribe {
 				p.allocate(now)
 			}

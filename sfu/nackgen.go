@@ -18,6 +18,11 @@ const (
 	nackMaxAge   = 600 * time.Millisecond // past this a packet is too late for any playout
 	nackMaxTries = 10
 	nackTick     = 20 * time.Millisecond
+	// With the publisher's round trip known, a packet is asked for again
+	// one round trip plus nackRTTMargin (its pacing and jitter) after the
+	// last request, at most nackMaxInterval apart.
+	nackRTTMargin   = 10 * time.Millisecond
+	nackMaxInterval = 150 * time.Millisecond
 
 	// Audio packets are small and matter sooner: asked for every tick
 	// (duplicate answers cost little), for as long as a receiver's audio
@@ -40,6 +45,7 @@ type nackEntry struct {
 type nackTracker struct {
 	audio   bool // audio timing (audioNackInterval...); set before use
 	mu      sync.Mutex
+	rtt     time.Duration // round trip to the publisher (0: unknown); set by the NACK timer
 	started bool
 	highest uint16
 	ring    [nackWindow]nackEntry
@@ -72,12 +78,16 @@ func (n *nackTracker) received(seq uint16, now time.Time) {
 
 // due appends to out the missing packets to request now and returns it.
 func (n *nackTracker) due(now time.Time, out []uint16) []uint16 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	interval, maxAge, maxTries := nackInterval, nackMaxAge, uint8(nackMaxTries)
+	if n.rtt > 0 {
+		// ask again once the answer to the last request is overdue
+		interval = min(max(n.rtt+nackRTTMargin, nackTick), nackMaxInterval)
+	}
 	if n.audio {
 		interval, maxAge, maxTries = audioNackInterval, audioNackMaxAge, audioNackMaxTries
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	for i := range n.ring {
 		e := &n.ring[i]
 		if !e.valid {

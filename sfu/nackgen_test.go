@@ -86,3 +86,29 @@ func TestNACKTrackerAudioTiming(t *testing.T) {
 		t.Fatalf("asked only %d times in %v", len(asked), audioNackMaxAge)
 	}
 }
+
+// With the publisher's round trip known, video retries come one round trip
+// plus nackRTTMargin apart, within [nackTick, nackMaxInterval].
+func TestNACKTrackerFollowsRTT(t *testing.T) {
+	for _, c := range []struct{ rtt, want time.Duration }{
+		{time.Millisecond, nackTick},
+		{50 * time.Millisecond, 60 * time.Millisecond},
+		{time.Second, nackMaxInterval},
+	} {
+		n := nackTracker{rtt: c.rtt}
+		t0 := time.Unix(100, 0)
+		n.received(1, t0)
+		n.received(3, t0)
+		n.due(t0, nil) // the first request
+		var next time.Duration
+		for d := time.Millisecond; d <= 2*nackMaxInterval; d += time.Millisecond {
+			if len(n.due(t0.Add(d), nil)) > 0 {
+				next = d
+				break
+			}
+		}
+		if next != c.want {
+			t.Errorf("rtt %v: asked again after %v, want %v", c.rtt, next, c.want)
+		}
+	}
+}

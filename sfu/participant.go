@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -60,6 +61,8 @@ type Participant struct {
 	layerPending map[string]layerNote
 	layerKick    chan struct{}
 	done         chan struct{} // closed by Close: stops the control loop
+
+	pubRTT atomic.Int64 // nanoseconds: see PublisherRTT
 }
 
 func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
@@ -331,6 +334,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		RequestKeyframe: func(ssrc uint32) error {
 			return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 		},
+		RTT: p.PublisherRTT,
 		SendNACK: func(ssrc uint32, seqs []uint16) error {
 			return pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}})
 		},
@@ -568,4 +572,25 @@ func (p *Participant) Close() {
 		s.down.Close()
 	}
 	p.wg.Wait()
+}
+
+// PublisherRTT is the round trip to the participant's publisher connection
+// (from ICE connectivity checks; 0 until measured).
+func (p *Participant) PublisherRTT() time.Duration { return time.Duration(p.pubRTT.Load()) }
+
+// measurePublisherRTT refreshes PublisherRTT; called by the control loop.
+func (p *Participant) measurePublisherRTT() {
+	p.mu.Lock()
+	pc := p.pub
+	p.mu.Unlock()
+	if pc == nil {
+		return
+	}
+	for _, s := range pc.GetStats() {
+		cp, ok := s.(webrtc.ICECandidatePairStats)
+		if ok && cp.Nominated && cp.CurrentRoundTripTime > 0 {
+			p.pubRTT.Store(int64(cp.CurrentRoundTripTime * float64(time.Second)))
+			return
+		}
+	}
 }

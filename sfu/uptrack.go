@@ -47,6 +47,7 @@ type UpTrack struct {
 	isKeyframe keyframeFunc
 	requestKF  KeyframeRequester
 	sendNACK   NACKSender // nil: no NACKs to the publisher
+	rtt        func() time.Duration
 	nacks      nackTracker
 	nackWG     sync.WaitGroup // the NACK timer goroutine
 	log        *slog.Logger
@@ -89,7 +90,10 @@ type UpTrackOptions struct {
 	// video, for audio only when the publisher negotiated NACK for it
 	// (Codec's feedback; browsers protect audio with RED otherwise).
 	SendNACK NACKSender
-	Logger   *slog.Logger
+	// RTT, if set, gives the round trip to the publisher (0: unknown), which
+	// times the NACKs' retries.
+	RTT    func() time.Duration
+	Logger *slog.Logger
 }
 
 // NewUpTrack creates an up track; call ReadLoop to start forwarding.
@@ -118,6 +122,7 @@ func NewUpTrack(o UpTrackOptions) *UpTrack {
 		isKeyframe: keyframeDetector(o.Codec.MimeType),
 		requestKF:  o.RequestKeyframe,
 		sendNACK:   o.SendNACK,
+		rtt:        o.RTT,
 		log:        o.Logger.With("track", o.Info.ID, "kind", o.Info.Kind.String()),
 		kf:         keyframeLimiter{interval: o.KeyframeInterval},
 		done:       make(chan struct{}),
@@ -220,6 +225,12 @@ func (t *UpTrack) nackLoop() {
 		case <-t.done:
 			return
 		case now := <-tick.C:
+			if t.rtt != nil {
+				rtt := t.rtt()
+				t.nacks.mu.Lock()
+				t.nacks.rtt = rtt
+				t.nacks.mu.Unlock()
+			}
 			seqs = t.nacks.due(now, seqs[:0])
 			if len(seqs) > 0 {
 				t.nacksSent.Add(uint64(len(seqs)))
