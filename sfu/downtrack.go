@@ -102,6 +102,7 @@ type DownTrack struct {
 	inFrame    bool    // the last packet written did not end its frame
 
 	budget *RetransmitBudget // nil: unbounded
+	lastSR *SenderReport     // the last one passed to a SenderReportWriter (writer goroutine)
 
 	packets, dropped, rtx, nackMiss, kfAsks, switches, padded atomic.Uint64
 	rtxStale, rtxOverBudget, rtxStream, fecSent               atomic.Uint64
@@ -557,6 +558,7 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 		d.sendAudio(hdr, buf[:n])
 	}
 	d.inFrame = d.isVideo && !hdr.Marker
+	d.passSenderReport(up)
 	if d.probing.rate > 0 && hdr.Marker {
 		// only between frames: a padding packet inside a frame's sequence
 		// range makes the frame unassemblable for the receiver

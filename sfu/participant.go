@@ -344,17 +344,23 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	p.mu.Unlock()
 
 	rid := remote.RID()
-	go func() { // drain RTCP so that pion's interceptors see sender reports
+	go func() { // read RTCP: pion's interceptors see it, the up track keeps sender reports
 		defer p.wg.Done()
 		for {
+			var pkts []rtcp.Packet
 			var err error
 			if rid != "" {
-				_, _, err = recv.ReadSimulcastRTCP(rid)
+				pkts, _, err = recv.ReadSimulcastRTCP(rid)
 			} else {
-				_, _, err = recv.ReadRTCP()
+				pkts, _, err = recv.ReadRTCP()
 			}
 			if err != nil {
 				return
+			}
+			for _, pkt := range pkts {
+				if sr, ok := pkt.(*rtcp.SenderReport); ok {
+					up.noteSenderReport(sr)
+				}
 			}
 		}
 	}()

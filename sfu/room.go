@@ -39,6 +39,9 @@ func (d *localRooms) GetOrCreate(name string) *Room {
 		participants: map[string]*Participant{}, tracks: map[string]*PublishedTrack{}, changed: make(chan struct{})}
 	d.rooms[name] = r
 	r.log.Info("room created")
+	if f := d.sfu.cfg.OnRoomCreated; f != nil {
+		f(r)
+	}
 	return r
 }
 
@@ -79,7 +82,8 @@ type Room struct {
 	seq          int // join order
 	participants map[string]*Participant
 	tracks       map[string]*PublishedTrack
-	changed      chan struct{} // closed and replaced on every change
+	changed      chan struct{}   // closed and replaced on every change
+	observers    []TrackObserver // copy on write, under mu
 }
 
 // Name is the room's name.
@@ -138,6 +142,10 @@ func (r *Room) removeParticipant(p *Participant) {
 	empty := len(r.participants) == 0
 	if empty {
 		r.closed = true
+		for _, o := range r.observers {
+			o.RoomClosed()
+		}
+		r.observers = nil
 	}
 	r.notifyLocked()
 	r.mu.Unlock()
@@ -156,6 +164,9 @@ func (r *Room) publish(t *PublishedTrack) {
 	}
 	r.tracks[t.info.ID] = t
 	info := t.Info()
+	for _, o := range r.observers {
+		o.TrackPublished(t)
+	}
 	for _, q := range r.participants {
 		if q.id == info.ParticipantID {
 			continue
@@ -181,6 +192,9 @@ func (r *Room) unpublish(t *PublishedTrack) {
 
 func (r *Room) unpublishLocked(t *PublishedTrack) {
 	info := t.Info()
+	for _, o := range r.observers {
+		o.TrackUnpublished(t)
+	}
 	for _, q := range r.participants {
 		if q.id == info.ParticipantID {
 			continue

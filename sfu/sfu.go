@@ -36,6 +36,9 @@ type Config struct {
 	// estimate's say in layer choice (and probing): subscribers then get the
 	// layer they ask for whatever their link.
 	NoBandwidthAllocation bool
+	// OnRoomCreated, if set, is called when a room is created (with the
+	// room directory locked: it must not block or look rooms up).
+	OnRoomCreated func(*Room)
 	// Net, if set, is the network media runs on instead of the host's: the
 	// ICE UDP mux listens on its interfaces and every PeerConnection uses it
 	// (e.g. a pion vnet.Net for in-process tests with shaped links).

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"errors"
+	"github.com/pion/rtcp"
 	"io"
 	"log/slog"
 	"strings"
@@ -46,7 +47,8 @@ type UpTrack struct {
 	cache      *PacketCache
 	isKeyframe keyframeFunc
 	requestKF  KeyframeRequester
-	sendNACK   NACKSender // nil: no NACKs to the publisher
+	sr         atomic.Pointer[SenderReport] // the publisher's last sender report
+	sendNACK   NACKSender                   // nil: no NACKs to the publisher
 	rtt        func() time.Duration
 	nacks      nackTracker
 	nackWG     sync.WaitGroup // the NACK timer goroutine
@@ -402,3 +404,30 @@ func hasFeedback(fb []webrtc.RTCPFeedback, typ, param string) bool {
 	}
 	return false
 }
+
+// SenderReport is a publisher's RTCP sender report: the wall-clock time of
+// an RTP timestamp on the publisher's clock.
+type SenderReport struct {
+	NTP     uint64 // NTP timestamp (RFC 3550: seconds since 1900 << 32 | fraction)
+	RTPTime uint32
+}
+
+// Time is the report's NTP timestamp as a time.Time.
+func (r SenderReport) Time() time.Time {
+	const ntpEpochOffset = 2208988800 // 1900 to 1970
+	secs := int64(r.NTP>>32) - ntpEpochOffset
+	nanos := int64((r.NTP & 0xFFFFFFFF) * uint64(time.Second) >> 32)
+	return time.Unix(secs, nanos)
+}
+
+// noteSenderReport keeps a sender report of this stream.
+func (t *UpTrack) noteSenderReport(sr *rtcp.SenderReport) {
+	if ssrc := t.ssrc.Load(); ssrc != 0 && sr.SSRC != ssrc {
+		return
+	}
+	t.sr.Store(&SenderReport{NTP: sr.NTPTime, RTPTime: sr.RTPTime})
+}
+
+// LastSenderReport is the publisher's last sender report for this stream
+// (nil before the first).
+func (t *UpTrack) LastSenderReport() *SenderReport { return t.sr.Load() }
