@@ -187,8 +187,10 @@ func recordingCodec(c webrtc.RTPCodecParameters) webrtc.RTPCodecCapability {
 	return c.RTPCodecCapability
 }
 
-// addTrack starts recording t into rec.
-func addTrack(rec *ParticipantRecorder, t *sfu.PublishedTrack, log *slog.Logger) (*recordedTrack, error) {
+// addTrack starts recording t into rec, with what the publisher sent since
+// since (unix nanoseconds; see sfu.PublishedTrack.AttachWithHistory). It
+// returns the arrival time of the first packet it starts with (0: none yet).
+func addTrack(rec *ParticipantRecorder, t *sfu.PublishedTrack, since int64, log *slog.Logger) (*recordedTrack, int64, error) {
 	info := t.Info()
 	var down atomic.Pointer[sfu.DownTrack]
 	pli := []rtcp.Packet{&rtcp.PictureLossIndication{}}
@@ -198,20 +200,20 @@ func addTrack(rec *ParticipantRecorder, t *sfu.PublishedTrack, log *slog.Logger)
 		}
 	}})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	d := sfu.NewDownTrack(t, sfu.DownTrackOptions{Logger: log})
 	if _, err := d.Bind(tr.BindContext()); err != nil {
 		d.Close()
 		rec.RemoveTrack(tr)
-		return nil, err
+		return nil, 0, err
 	}
 	down.Store(d)
-	t.Attach(d)
-	if info.Kind == webrtc.RTPCodecTypeVideo {
-		d.HandleRTCP(pli) // start at a fresh keyframe
+	first := t.AttachWithHistory(d, since)
+	if first == 0 && info.Kind == webrtc.RTPCodecTypeVideo {
+		d.HandleRTCP(pli) // nothing to start with: ask for a keyframe
 	}
-	return &recordedTrack{pt: t, down: d, tr: tr}, nil
+	return &recordedTrack{pt: t, down: d, tr: tr}, first, nil
 }
 
 func (r *recordedTrack) stop(rec *ParticipantRecorder) {

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/recorder/store"
 	"github.com/chorus-sfu/chorus/sfu"
@@ -220,12 +224,24 @@ func (s *roomSession) reconcile(tracks map[string]*sfu.PublishedTrack, files map
 			delete(files, pid)
 		}
 	}
-	// start what is new (sorted: the order the tracks get in the file)
+	// start what is new: per participant, video first, so that audio
+	// starts where the video's keyframe does (sorted by ID otherwise)
 	ids := make([]string, 0, len(tracks))
 	for id := range tracks {
 		ids = append(ids, id)
 	}
-	slices.Sort(ids)
+	slices.SortFunc(ids, func(a, b string) int {
+		va, vb := tracks[a].Info().Kind == webrtc.RTPCodecTypeVideo, tracks[b].Info().Kind == webrtc.RTPCodecTypeVideo
+		if va != vb {
+			if va {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	since := map[string]int64{} // per participant: where its video started
+	now := time.Now().UnixNano()
 	for _, id := range ids {
 		t := tracks[id]
 		pid := t.Info().ParticipantID
@@ -251,10 +267,17 @@ func (s *roomSession) reconcile(tracks map[string]*sfu.PublishedTrack, files map
 			files[pid] = f
 			s.log.Info("recording participant", "participant", pid)
 		}
-		rt, err := addTrack(f.rec, t, s.log.With("participant", pid, "track", id))
+		from, ok := since[pid]
+		if !ok {
+			from = now
+		}
+		rt, first, err := addTrack(f.rec, t, from, s.log.With("participant", pid, "track", id))
 		if err != nil {
 			s.log.Warn("track not recorded", "participant", pid, "track", id, "err", err)
 			continue
+		}
+		if t.Info().Kind == webrtc.RTPCodecTypeVideo && first > 0 && (!ok || first < from) {
+			since[pid] = first
 		}
 		f.tracks[id] = rt
 	}

@@ -41,3 +41,34 @@ func (t *PublishedTrack) Attach(d *DownTrack) { t.attach(d) }
 
 // Detach stops d receiving t's packets.
 func (t *PublishedTrack) Detach(d *DownTrack) { t.detach(d) }
+
+// AttachWithHistory is Attach, with d first handed the recent past the
+// publisher's highest layer still holds in its cache: for video, from its
+// newest keyframe; for audio, what arrived at or after since (unix
+// nanoseconds). It returns the arrival time of the first packet handed (0:
+// none): attach video first, then audio with since set to that time, and a
+// recording starts with audio and video aligned at the keyframe the
+// publisher already sent.
+func (t *PublishedTrack) AttachWithHistory(d *DownTrack, since int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.downs = append(t.downs, d)
+	top := -1
+	for i := range t.layers {
+		if t.layers[i].Load() != nil {
+			top = i
+		}
+	}
+	var first int64
+	for i := range t.layers {
+		u := t.layers[i].Load()
+		switch {
+		case u == nil:
+		case i == top:
+			first = u.AddDownTrackWithHistory(d, since)
+		default:
+			u.AddDownTrack(d)
+		}
+	}
+	return first
+}

@@ -82,3 +82,14 @@ func (c *PacketCache) Get(seq uint16, dst []byte) (hdr CachedPacket, n int, ok b
 	s.mu.RUnlock()
 	return hdr, n, ok
 }
+
+// Header returns the header of packet seq, if the cache holds it.
+func (c *PacketCache) Header(seq uint16) (hdr CachedPacket, ok bool) {
+	s := &c.slots[seq&c.mask]
+	s.mu.RLock()
+	if s.valid && s.hdr.SeqNum == seq {
+		hdr, ok = s.hdr, true
+	}
+	s.mu.RUnlock()
+	return hdr, ok
+}

@@ -48,6 +48,9 @@ type UpTrack struct {
 	isKeyframe keyframeFunc
 	requestKF  KeyframeRequester
 	sr         atomic.Pointer[SenderReport] // the publisher's last sender report
+	// newest and lastKey are the sequence numbers of the newest packet and
+	// of the first packet of the newest keyframe, | seqValid once seen
+	newest, lastKey atomic.Uint32
 	sendNACK   NACKSender                   // nil: no NACKs to the publisher
 	rtt        func() time.Duration
 	nacks      nackTracker
@@ -296,6 +299,12 @@ func (t *UpTrack) handlePacket(b []byte) {
 		t.malformed.Add(1)
 		return
 	}
+	if inOrder {
+		t.newest.Store(uint32(r.seq) | seqValid)
+	}
+	if t.isVideo && p.Keyframe && frameStart {
+		t.lastKey.Store(uint32(r.seq) | seqValid)
+	}
 	for _, d := range *t.downs.Load() {
 		d.enqueue(t.layer, p)
 	}
@@ -431,3 +440,77 @@ func (t *UpTrack) noteSenderReport(sr *rtcp.SenderReport) {
 // LastSenderReport is the publisher's last sender report for this stream
 // (nil before the first).
 func (t *UpTrack) LastSenderReport() *SenderReport { return t.sr.Load() }
+
+// seqValid marks a sequence number stored in an atomic.Uint32.
+const seqValid = 1 << 16
+
+// AddDownTrackWithHistory subscribes d like AddDownTrack, first handing it
+// what the cache holds of the recent past: for video, the packets from the
+// newest keyframe on; for audio, those that arrived at or after since (unix
+// nanoseconds). A recorder attached this way starts with the keyframe the
+// publisher already sent instead of waiting for the next one. Packets that
+// arrive while it is attached may be handed twice (a down track's rewriter
+// and a recorder's jitter buffer drop duplicates). It returns the arrival
+// time of the first packet handed (0: none).
+func (t *UpTrack) AddDownTrackWithHistory(d *DownTrack, since int64) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var first int64
+	newest := t.newest.Load()
+	if newest&seqValid != 0 {
+		to := uint16(newest)
+		from, ok := t.historyStart(to, since)
+		if ok {
+			first = t.replay(d, from, to)
+		}
+	}
+	old := *t.downs.Load()
+	next := make([]*DownTrack, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, d)
+	t.downs.Store(&next)
+	// packets stored between the replay and the new list: hand them too
+	if now := t.newest.Load(); now&seqValid != 0 && newest&seqValid != 0 && uint16(now) != uint16(newest) {
+		t.replay(d, uint16(newest)+1, uint16(now))
+	}
+	return first
+}
+
+// historyStart is where AddDownTrackWithHistory's replay starts.
+func (t *UpTrack) historyStart(newest uint16, since int64) (uint16, bool) {
+	size := uint16(t.cache.Size())
+	if t.isVideo {
+		k := t.lastKey.Load()
+		if k&seqValid == 0 || newest-uint16(k) >= size {
+			return 0, false
+		}
+		return uint16(k), true
+	}
+	from, ok := newest, false
+	for i := uint16(0); i < size; i++ {
+		h, have := t.cache.Header(newest - i)
+		if !have || h.Arrival < since {
+			break
+		}
+		from, ok = newest-i, true
+	}
+	return from, ok
+}
+
+// replay hands d the cached packets from..to (what is still cached) and
+// returns the first one's arrival time.
+func (t *UpTrack) replay(d *DownTrack, from, to uint16) int64 {
+	var first int64
+	for s := from; ; s++ {
+		if h, ok := t.cache.Header(s); ok {
+			if first == 0 {
+				first = h.Arrival
+			}
+			d.enqueue(t.layer, h)
+		}
+		if s == to {
+			break
+		}
+	}
+	return first
+}
