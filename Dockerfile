@@ -12,5 +12,8 @@ COPY --from=build /out/chorus /chorus
 # HTTP/WebSocket (signaling, WHIP/WHEP, web client) and the single media UDP port.
 EXPOSE 7880/tcp 7882/udp
 USER nonroot:nonroot
+# Server-side recordings (mount a volume here to keep them).
+ENV CHORUS_RECORDINGS_DIR=/home/nonroot/recordings
+VOLUME /home/nonroot/recordings
 # Advertise the host's public address with --nat-1to1-ips (or CHORUS_NAT_1TO1_IPS) when behind NAT.
 ENTRYPOINT ["/chorus", "--listen", "0.0.0.0:7880", "--udp-port", "7882"]

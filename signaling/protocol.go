@@ -13,10 +13,12 @@ import (
 )
 
 // Message types. Client to server: join, offer (publisher), answer
-// (subscriber), candidate, mute, trackSettings, leave, ping. Server to
-// client: joined, answer (publisher), offer (subscriber), candidate,
-// participantJoined, participantLeft, trackPublished, trackUnpublished,
-// trackMuted, layerChanged, publisherLayers, error, pong.
+// (subscriber), candidate, mute, trackSettings, startRecording,
+// stopRecording, leave, ping. Server to client: joined, answer (publisher),
+// offer (subscriber), candidate, participantJoined, participantLeft,
+// trackPublished, trackUnpublished, trackMuted, layerChanged,
+// publisherLayers, recording, recordingStarted, recordingStopped, error,
+// pong.
 const (
 	TypeJoin              = "join"
 	TypeJoined            = "joined"
@@ -36,6 +38,13 @@ const (
 	TypeLayerChanged      = "layerChanged"
 	TypePublisherLayers   = "publisherLayers"
 	TypeError             = "error"
+	// Recording: control requests and their replies, and the notice of who
+	// in the room is being recorded.
+	TypeStartRecording   = "startRecording"
+	TypeStopRecording    = "stopRecording"
+	TypeRecordingStarted = "recordingStarted"
+	TypeRecordingStopped = "recordingStopped"
+	TypeRecording        = "recording"
 )
 
 // Error codes carried by error messages. They are stable: clients branch on them.
@@ -49,6 +58,11 @@ const (
 	CodeBadSDP           = "bad_sdp"
 	CodeConnectionFailed = "connection_failed"
 	CodeInternal         = "internal"
+	// Recording requests.
+	CodeNotPermitted     = "not_permitted"     // clients may not control recording here
+	CodeNotFound         = "not_found"         // no such participant (or room) to record
+	CodeAlreadyRecording = "already_recording" // what was asked for is recorded already
+	CodeNotRecording     = "not_recording"     // what was asked to stop is not recorded
 )
 
 // Targets of offer, answer and candidate messages.
@@ -62,6 +76,8 @@ const (
 	MaxMessageSize = 256 << 10 // bytes of one WebSocket message
 	MaxRoomLen     = 128
 	MaxNameLen     = 64
+	// MaxParticipantIDLen bounds the participantId of recording requests.
+	MaxParticipantIDLen = 64
 )
 
 // Message is every protocol message; Type says which fields are used.
@@ -90,6 +106,16 @@ type Message struct {
 	Track        *Track            `json:"track,omitempty"`
 	Code         string            `json:"code,omitempty"`
 	Message      string            `json:"message,omitempty"`
+	// ParticipantID, on startRecording and stopRecording, names the
+	// participant to record or stop recording; empty: the whole room.
+	ParticipantID string `json:"participantId,omitempty"`
+	// Recorded lists participant IDs: on a recording notice, everyone in
+	// the room being recorded now (empty: nobody); on recordingStarted,
+	// the participants whose recording the request started.
+	Recorded []string `json:"recorded,omitempty"`
+	// CanRecord, on joined, says that the client may send startRecording
+	// and stopRecording.
+	CanRecord bool `json:"canRecord,omitempty"`
 }
 
 // Participant describes a room member.
@@ -181,6 +207,10 @@ func Decode(data []byte) (Message, error) {
 		}
 		if m.MaxHeight != nil && (*m.MaxHeight < 0 || *m.MaxHeight > 16384) {
 			return m, protoErr(CodeBadRequest, "maxHeight must be between 0 (no limit) and 16384")
+		}
+	case TypeStartRecording, TypeStopRecording:
+		if len(m.ParticipantID) > MaxParticipantIDLen || !printable(m.ParticipantID) {
+			return m, protoErr(CodeBadRequest, "participantId must be printable text of at most %d bytes", MaxParticipantIDLen)
 		}
 	case TypeLeave, TypePing:
 	default:

@@ -24,6 +24,14 @@ func TestDecode(t *testing.T) {
 		{`{"type":"candidate","target":"publisher"}`, CodeBadRequest},
 		{`{"type":"mute","trackId":"t","muted":true}`, ""},
 		{`{"type":"mute","trackId":"t"}`, CodeBadRequest},
+		{`{"type":"startRecording"}`, ""},
+		{`{"type":"startRecording","id":"7","participantId":"PAQ3K5"}`, ""},
+		{`{"type":"stopRecording","participantId":"PAQ3K5"}`, ""},
+		{`{"type":"stopRecording"}`, ""},
+		{`{"type":"startRecording","participantId":"` + strings.Repeat("p", MaxParticipantIDLen+1) + `"}`, CodeBadRequest},
+		{`{"type":"stopRecording","participantId":"a\u0007b"}`, CodeBadRequest},
+		{`{"type":"startRecording","participantId":7}`, CodeBadJSON},
+		{`{"type":"recording","recorded":["P1"]}`, CodeUnknownType}, // server to client only
 		{`{"type":"leave"}`, ""},
 		{`{"type":"ping"}`, ""},
 		{`{"type":"frobnicate"}`, CodeUnknownType},
@@ -55,6 +63,8 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"candidate","target":"subscriber","candidate":{"candidate":"x","sdpMid":"0","sdpMLineIndex":0}}`,
 		`{"type":"mute","trackId":"t","muted":false}`,
 		`{"type":"leave","id":"9"}`,
+		`{"type":"startRecording","id":"r1"}`,
+		`{"type":"stopRecording","id":"r2","participantId":"PAQ3K5"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -79,6 +89,10 @@ func FuzzDecode(f *testing.F) {
 		case TypeMute:
 			if m.Muted == nil {
 				t.Fatal("valid mute without state")
+			}
+		case TypeStartRecording, TypeStopRecording:
+			if len(m.ParticipantID) > MaxParticipantIDLen || !printable(m.ParticipantID) {
+				t.Fatalf("valid %s with participantId %q", m.Type, m.ParticipantID)
 			}
 		}
 	})

@@ -1,6 +1,8 @@
 package signaling
 
 import (
+	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -20,6 +22,32 @@ type Config struct {
 	// to arrive (default 5 s).
 	WHEPWait time.Duration
 	Logger   *slog.Logger
+	// Recording, if set, lets clients see (and, with ClientRecording,
+	// control) server-side recording.
+	Recording RecordingControl
+	// ClientRecording allows clients to start and stop recordings over the
+	// WebSocket.
+	ClientRecording bool
+}
+
+// RecordingControl is the server-side recorder as the signaling server sees
+// it. Errors of StartRecording and StopRecording that wrap the sentinel
+// errors of package recorder/store (ErrUnknownRoom, ErrUnknownParticipant,
+// ErrAlreadyRecording, ErrNotRecording, ErrBadRequest, ErrForbidden) reach
+// the client with the matching error code. The signaling server calls its
+// methods without holding locks of its own, so they may call
+// Server.RecordingChanged.
+type RecordingControl interface {
+	// StartRecording records participant (an ID) of room, or the whole
+	// room if participant is empty, and returns the IDs of the
+	// participants whose recording started.
+	StartRecording(ctx context.Context, room, participant string) ([]string, error)
+	// StopRecording stops recording participant of room, or every
+	// recording of room if participant is empty.
+	StopRecording(ctx context.Context, room, participant string) error
+	// Recording lists the IDs of the participants of room being recorded
+	// now (nil: none).
+	Recording(room string) []string
 }
 
 // Server serves the WebSocket protocol at /ws and WHIP/WHEP at /whip/ and
@@ -33,7 +61,8 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool
 	sessions  map[*session]struct{}
-	resources map[string]*resource // WHIP/WHEP sessions by resource ID
+	rooms     map[string]map[*session]struct{} // joined WebSocket sessions by room name
+	resources map[string]*resource             // WHIP/WHEP sessions by resource ID
 	wg        sync.WaitGroup
 }
 
@@ -52,6 +81,7 @@ func NewServer(s *sfu.SFU, cfg Config) *Server {
 		sfu: s, cfg: cfg, log: cfg.Logger,
 		upgrader:  websocket.Upgrader{CheckOrigin: cfg.CheckOrigin, ReadBufferSize: 4096, WriteBufferSize: 4096},
 		sessions:  map[*session]struct{}{},
+		rooms:     map[string]map[*session]struct{}{},
 		resources: map[string]*resource{},
 	}
 }
@@ -91,10 +121,72 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, sess)
+		if members := s.rooms[sess.room]; members != nil {
+			delete(members, sess)
+			if len(members) == 0 {
+				delete(s.rooms, sess.room)
+			}
+		}
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
 	sess.run()
+}
+
+// RecordingChanged tells every WebSocket session joined to room who in it is
+// being recorded now (participant IDs; empty: nobody any more) with a
+// recording message. It may be called from any goroutine (e.g. as the
+// recorder's change callback) and never waits for clients: the message joins
+// each session's send queue, and a session whose queue is full is closed as
+// too slow. WHIP and WHEP participants have no WebSocket and are not told.
+func (s *Server) RecordingChanged(room string, participants []string) {
+	data, err := json.Marshal(recordingNotice(participants))
+	if err != nil { // cannot happen: strings only
+		s.log.Error("marshal recording notice", "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.rooms[room] {
+		sess.recNotices++
+		sess.queue(data)
+	}
+}
+
+func recordingNotice(participants []string) Message {
+	return Message{Type: TypeRecording, Recorded: participants}
+}
+
+// canRecord reports whether clients may start and stop recordings.
+func (s *Server) canRecord() bool { return s.cfg.Recording != nil && s.cfg.ClientRecording }
+
+// addToRoom lists a session that has just joined room (its joined message
+// is queued) among the room's members, so that it receives recording
+// notices from now on, and tells it who is being recorded already.
+func (s *Server) addToRoom(sess *session, room string) {
+	s.mu.Lock()
+	members := s.rooms[room]
+	if members == nil {
+		members = map[*session]struct{}{}
+		s.rooms[room] = members
+	}
+	members[sess] = struct{}{}
+	sess.room = room
+	seen := sess.recNotices
+	s.mu.Unlock()
+	if s.cfg.Recording == nil {
+		return
+	}
+	// Asked without the lock: the recorder may be calling RecordingChanged.
+	who := s.cfg.Recording.Recording(room)
+	if len(who) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess.recNotices == seen { // else a notice sent meanwhile is newer than who
+		sess.send(recordingNotice(who))
+	}
 }
 
 // Close ends every WebSocket session and WHIP/WHEP resource and waits for

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/chorus-sfu/chorus/recorder/store"
 	"github.com/chorus-sfu/chorus/sfu"
 )
 
@@ -21,6 +23,8 @@ const (
 	pingPeriod   = 25 * time.Second
 	// answerTimeout bounds the wait for the answer to a subscriber offer.
 	answerTimeout = 20 * time.Second
+	// recordingTimeout bounds a startRecording or stopRecording request.
+	recordingTimeout = 30 * time.Second
 )
 
 // session is one WebSocket connection: a reader goroutine, a writer
@@ -37,6 +41,14 @@ type session struct {
 	done   chan struct{}   // closed when the session ends
 	once   sync.Once
 	wg     sync.WaitGroup
+	ctx    context.Context // cancelled when the session ends
+	cancel context.CancelFunc
+	// recBusy holds a token while a recording request runs (cap 1).
+	recBusy chan struct{}
+
+	// guarded by srv.mu
+	room       string // the room joined, once the session receives its recording notices
+	recNotices int    // recording notices queued so far
 
 	// owned by the loop goroutine
 	p           *sfu.Participant
@@ -46,15 +58,22 @@ type session struct {
 }
 
 func newSession(srv *Server, conn *websocket.Conn) *session {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		srv: srv, conn: conn, log: srv.log.With("remote", conn.RemoteAddr().String()),
 		in: make(chan []byte, 16), out: make(chan []byte, outQueueSize),
 		negot: make(chan struct{}, 1), failed: make(chan sfu.Target, 2), done: make(chan struct{}),
+		ctx: ctx, cancel: cancel, recBusy: make(chan struct{}, 1),
 	}
 }
 
 // stop ends the session; safe to call from any goroutine, any number of times.
-func (s *session) stop() { s.once.Do(func() { close(s.done) }) }
+func (s *session) stop() {
+	s.once.Do(func() {
+		close(s.done)
+		s.cancel()
+	})
+}
 
 // run serves the connection until it closes; every goroutine the session
 // started has ended on return.
@@ -166,6 +185,11 @@ func (s *session) send(m Message) {
 		s.log.Error("marshal message", "type", m.Type, "err", err)
 		return
 	}
+	s.queue(data)
+}
+
+// queue is send for a message already encoded.
+func (s *session) queue(data []byte) {
 	select {
 	case s.out <- data:
 	case <-s.done:
@@ -175,12 +199,15 @@ func (s *session) send(m Message) {
 	}
 }
 
-func (s *session) sendError(id string, err error) {
+func (s *session) sendError(id string, err error) { s.send(errorMsg(id, err)) }
+
+// errorMsg is the error message that reports err to a client.
+func errorMsg(id string, err error) Message {
 	var pe *ProtocolError
 	if !errors.As(err, &pe) {
 		pe = classify(err)
 	}
-	s.send(Message{Type: TypeError, ID: id, Code: pe.Code, Message: pe.Msg})
+	return Message{Type: TypeError, ID: id, Code: pe.Code, Message: pe.Msg}
 }
 
 // classify maps sfu errors to protocol errors.
@@ -190,6 +217,17 @@ func classify(err error) *ProtocolError {
 		return protoErr(CodeBadSDP, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
 	case errors.Is(err, sfu.ErrNoPublisher), errors.Is(err, sfu.ErrNoSubscriber), errors.Is(err, sfu.ErrTrackNotFound):
 		return protoErr(CodeBadRequest, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	// errors of the RecordingControl
+	case errors.Is(err, store.ErrForbidden):
+		return protoErr(CodeNotPermitted, "%s", err.Error())
+	case errors.Is(err, store.ErrUnknownRoom), errors.Is(err, store.ErrUnknownParticipant):
+		return protoErr(CodeNotFound, "%s", err.Error())
+	case errors.Is(err, store.ErrAlreadyRecording):
+		return protoErr(CodeAlreadyRecording, "%s", err.Error())
+	case errors.Is(err, store.ErrNotRecording):
+		return protoErr(CodeNotRecording, "%s", err.Error())
+	case errors.Is(err, store.ErrBadRequest):
+		return protoErr(CodeBadRequest, "%s", err.Error())
 	default:
 		return protoErr(CodeInternal, "%s", err.Error())
 	}
@@ -303,8 +341,56 @@ func (s *session) handle(m Message) bool {
 		if err := s.p.SetTrackSettings(m.TrackID, sfu.TrackSettings{MaxLayer: m.MaxLayer, MaxHeight: m.MaxHeight, Paused: m.Paused}); err != nil {
 			s.sendError(m.ID, err)
 		}
+	case TypeStartRecording, TypeStopRecording:
+		s.recordingRequest(m)
 	}
 	return true
+}
+
+// recordingRequest starts or stops a recording of the session's room. The
+// recorder is called on a goroutine of its own, so that the session keeps
+// negotiating meanwhile; a session runs one such request at a time. The
+// reply (recordingStarted, recordingStopped or error) carries m.ID.
+func (s *session) recordingRequest(m Message) {
+	ctl := s.srv.cfg.Recording
+	if !s.srv.canRecord() {
+		s.sendError(m.ID, protoErr(CodeNotPermitted, "clients may not start or stop recordings on this server"))
+		return
+	}
+	room := s.p.Room().Name()
+	if m.Room != "" && m.Room != room {
+		s.sendError(m.ID, protoErr(CodeNotPermitted, "a client can only record its own room"))
+		return
+	}
+	select {
+	case s.recBusy <- struct{}{}:
+	default:
+		s.sendError(m.ID, protoErr(CodeBadRequest, "another startRecording or stopRecording is in progress"))
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		reply := s.runRecordingRequest(ctl, room, m)
+		<-s.recBusy // free before the reply: a client that waits for it may send the next request at once
+		s.send(reply)
+	}()
+}
+
+// runRecordingRequest calls the recorder and returns the reply to m.
+func (s *session) runRecordingRequest(ctl RecordingControl, room string, m Message) Message {
+	ctx, cancel := context.WithTimeout(s.ctx, recordingTimeout)
+	defer cancel()
+	var err error
+	if m.Type == TypeStartRecording {
+		var ids []string
+		if ids, err = ctl.StartRecording(ctx, room, m.ParticipantID); err == nil {
+			return Message{Type: TypeRecordingStarted, ID: m.ID, ParticipantID: m.ParticipantID, Recorded: ids}
+		}
+	} else if err = ctl.StopRecording(ctx, room, m.ParticipantID); err == nil {
+		return Message{Type: TypeRecordingStopped, ID: m.ID, ParticipantID: m.ParticipantID}
+	}
+	return errorMsg(m.ID, err)
 }
 
 func (s *session) join(m Message) {
@@ -318,7 +404,8 @@ func (s *session) join(m Message) {
 				list = append(list, participantMsg(pi))
 			}
 			me := participantMsg(self)
-			s.send(Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &me, Participants: list})
+			s.send(Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &me, Participants: list,
+				CanRecord: s.srv.canRecord()})
 		},
 	})
 	if err != nil {
@@ -326,6 +413,7 @@ func (s *session) join(m Message) {
 		return
 	}
 	s.p = p
+	s.srv.addToRoom(s, p.Room().Name())
 }
 
 // negotiate sends a server offer on the subscriber connection, or marks

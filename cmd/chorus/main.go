@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/chorus-sfu/chorus/internal/server"
 )
@@ -30,6 +32,13 @@ type options struct {
 	nat1to1  string
 	logLevel string
 	bwe      bool
+
+	recDir          string
+	recMaxAge       time.Duration
+	recMaxBytes     int64
+	autoRecord      string
+	clientRecording string
+	apiKey          string
 }
 
 // parseFlags reads flags; every flag also reads CHORUS_<NAME> from the
@@ -56,6 +65,26 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.BoolVar(&o.bwe, "bwe", env("bwe", "true") != "false" && env("bwe", "true") != "0",
 		"limit each subscriber's simulcast layers to its estimated bandwidth; --bwe=false to turn off (env CHORUS_BWE)")
 	fs.StringVar(&o.logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
+	fs.StringVar(&o.recDir, "recordings-dir", env("recordings-dir", "recordings"),
+		"folder for server-side recordings; empty: recording off (env CHORUS_RECORDINGS_DIR)")
+	maxAge, err := time.ParseDuration(env("recordings-max-age", "0s"))
+	if err != nil {
+		return o, fmt.Errorf("CHORUS_RECORDINGS_MAX_AGE: %w", err)
+	}
+	fs.DurationVar(&o.recMaxAge, "recordings-max-age", maxAge,
+		"delete finished recordings older than this, e.g. 720h; 0: keep (env CHORUS_RECORDINGS_MAX_AGE)")
+	maxBytes, err := strconv.ParseInt(env("recordings-max-bytes", "0"), 10, 64)
+	if err != nil {
+		return o, fmt.Errorf("CHORUS_RECORDINGS_MAX_BYTES: %w", err)
+	}
+	fs.Int64Var(&o.recMaxBytes, "recordings-max-bytes", maxBytes,
+		"delete the oldest finished recordings while the folder holds more bytes than this; 0: no limit (env CHORUS_RECORDINGS_MAX_BYTES)")
+	fs.StringVar(&o.autoRecord, "auto-record", env("auto-record", ""),
+		"comma-separated rooms recorded from their start; * for every room (env CHORUS_AUTO_RECORD)")
+	fs.StringVar(&o.clientRecording, "client-recording", env("client-recording", "auto"),
+		"let participants start and stop recordings: true, false, or auto (only on a loopback address) (env CHORUS_CLIENT_RECORDING)")
+	fs.StringVar(&o.apiKey, "api-key", env("api-key", ""),
+		"key the recordings HTTP API requires (Authorization: Bearer <key>); without it the API only answers on loopback (env CHORUS_API_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -79,12 +108,25 @@ func run(args []string, getenv func(string) string) error {
 	if o.nat1to1 != "" {
 		nat = strings.Split(o.nat1to1, ",")
 	}
+	rec := server.RecordingConfig{Dir: o.recDir, MaxAge: o.recMaxAge, MaxBytes: o.recMaxBytes, APIKey: o.apiKey}
+	if o.autoRecord != "" {
+		rec.AutoRecord = strings.Split(o.autoRecord, ",")
+	}
+	switch o.clientRecording {
+	case "true", "1":
+		rec.ClientRecording = true
+	case "false", "0":
+	case "auto":
+		rec.ClientRecording = isLoopback(o.listen)
+	default:
+		return fmt.Errorf("--client-recording: %q is not true, false or auto", o.clientRecording)
+	}
 	srv, err := server.Start(server.Config{Listen: o.listen, UDPPort: o.udpPort, UDPIP: o.udpIP, NAT1To1IPs: nat,
-		NoBandwidthAllocation: !o.bwe, Logger: log})
+		NoBandwidthAllocation: !o.bwe, Recording: rec, Logger: log})
 	if err != nil {
 		return err
 	}
-	log.Info("chorus started", "http", o.listen, "media", fmt.Sprint(srv.MediaAddrs()))
+	log.Info("chorus started", "http", o.listen, "media", fmt.Sprint(srv.MediaAddrs()), "recordings", o.recDir)
 	fmt.Printf("Chorus is running. Open %s?room=demo in two browser tabs to start a call.\n", srv.URL())
 
 	sigs := make(chan os.Signal, 1)
@@ -99,4 +141,17 @@ func run(args []string, getenv func(string) string) error {
 		}
 	}
 	return srv.Close()
+}
+
+// isLoopback reports whether a listen address is on a loopback interface.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

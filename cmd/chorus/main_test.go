@@ -32,3 +32,29 @@ func TestRunRejectsBadLogLevel(t *testing.T) {
 		t.Fatal("bad log level accepted")
 	}
 }
+
+func TestRecordingFlags(t *testing.T) {
+	env := map[string]string{"CHORUS_RECORDINGS_MAX_AGE": "720h", "CHORUS_AUTO_RECORD": "a,b"}
+	o, err := parseFlags([]string{"--recordings-dir", "/tmp/r", "--recordings-max-bytes", "1000", "--client-recording", "false"},
+		func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.recDir != "/tmp/r" || o.recMaxAge.Hours() != 720 || o.recMaxBytes != 1000 || o.autoRecord != "a,b" || o.clientRecording != "false" {
+		t.Fatalf("recording flags not applied: %+v", o)
+	}
+	if _, err := parseFlags(nil, func(k string) string {
+		return map[string]string{"CHORUS_RECORDINGS_MAX_AGE": "soon"}[k]
+	}); err == nil {
+		t.Fatal("a bad duration was accepted")
+	}
+	if err := run([]string{"--client-recording", "maybe", "--recordings-dir", ""}, func(string) string { return "" }); err == nil {
+		t.Fatal("a bad --client-recording was accepted")
+	}
+	for addr, want := range map[string]bool{"127.0.0.1:7880": true, "[::1]:1": true, "localhost:80": true,
+		"0.0.0.0:7880": false, "192.0.2.1:80": false, "bad": false} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v", addr, got)
+		}
+	}
+}

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/transport/v5"
 
+	"github.com/chorus-sfu/chorus/recorder"
 	"github.com/chorus-sfu/chorus/sfu"
 	"github.com/chorus-sfu/chorus/signaling"
 	"github.com/chorus-sfu/chorus/web"
@@ -33,8 +35,10 @@ type Config struct {
 	// NoBandwidthAllocation: see sfu.Config.
 	NoBandwidthAllocation bool
 	// Net: see sfu.Config (media on another network, e.g. a pion vnet).
-	Net    transport.Net
-	Logger *slog.Logger
+	Net transport.Net
+	// Recording: server-side recording and the recordings API.
+	Recording RecordingConfig
+	Logger    *slog.Logger
 }
 
 // Server is a running Chorus server.
@@ -44,6 +48,7 @@ type Server struct {
 	http *http.Server
 	ln   net.Listener
 	done chan error
+	rec  *recording // nil: recording off
 }
 
 // Start listens and serves in the background.
@@ -55,19 +60,50 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	var rec *recording
+	var mgr atomic.Pointer[recorder.Manager]
+	if cfg.Recording.Dir != "" {
+		if rec, err = startRecording(cfg.Recording, cfg.Logger); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+	}
 	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: cfg.UDPIP, NAT1To1IPs: cfg.NAT1To1IPs,
-		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, Net: cfg.Net, Logger: cfg.Logger})
+		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, Net: cfg.Net, Logger: cfg.Logger,
+		OnRoomCreated: autoRecord(cfg.Recording, mgr.Load, cfg.Logger)})
 	if err != nil {
+		if rec != nil {
+			rec.close()
+		}
 		_ = ln.Close()
 		return nil, err
 	}
-	sig := signaling.NewServer(s, signaling.Config{Logger: cfg.Logger})
+	sigCfg := signaling.Config{Logger: cfg.Logger}
+	var sigp atomic.Pointer[signaling.Server] // for OnChange: set below
 	mux := http.NewServeMux()
+	if rec != nil {
+		rec.mgr = recorder.NewManager(recorder.ManagerOptions{Dir: cfg.Recording.Dir, Rooms: s.Rooms(), Logger: cfg.Logger,
+			OnChange: func(room string, who []string) {
+				cfg.Logger.Info("recording", "room", room, "participants", recordedNames(who))
+				if sig := sigp.Load(); sig != nil {
+					sig.RecordingChanged(room, who)
+				}
+			}})
+		mgr.Store(rec.mgr)
+		sigCfg.Recording, sigCfg.ClientRecording = rec.mgr, cfg.Recording.ClientRecording
+		h := rec.store.Handler(rec.mgr, apiAuth(cfg.Recording, ln.Addr()))
+		for _, m := range []string{"GET", "POST", "DELETE"} { // with methods: "GET /" must not conflict
+			mux.Handle(m+" /api/recordings", h)
+			mux.Handle(m+" /api/recordings/", h)
+		}
+	}
+	sig := signaling.NewServer(s, sigCfg)
+	sigp.Store(sig)
 	sig.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.Handle("GET /", web.Handler())
 	srv := &Server{
-		sfu: s, sig: sig, ln: ln, done: make(chan error, 1),
+		sfu: s, sig: sig, ln: ln, done: make(chan error, 1), rec: rec,
 		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)},
 	}
@@ -100,6 +136,9 @@ func (s *Server) Close() error {
 	// idle after 5 s: do not wait that long for them.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	if s.rec != nil {
+		s.rec.close() // finish the files first: they must survive the shutdown
+	}
 	s.sig.Close()
 	err := s.http.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {

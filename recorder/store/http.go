@@ -29,7 +29,8 @@ var (
 type Controller interface {
 	// StartRecording starts recording participant (an ID or a name) of
 	// room, or every participant of room if participant is empty, and
-	// returns the IDs of the recordings started.
+	// returns the IDs of the participants recorded now (their files appear
+	// in the listing once their media arrives).
 	StartRecording(ctx context.Context, room, participant string) ([]string, error)
 	// StopRecording stops the recordings of participant of room, or every
 	// recording of room if participant is empty.
@@ -248,13 +249,10 @@ func (a *api) start(w http.ResponseWriter, r *http.Request) {
 	if ids == nil {
 		ids = []string{}
 	}
-	if len(ids) == 1 && ValidID(ids[0]) {
-		w.Header().Set("Location", "/api/recordings/"+ids[0])
-	}
 	writeJSON(w, http.StatusCreated, struct {
-		Room        string   `json:"room"`
-		Participant string   `json:"participant,omitempty"`
-		Recordings  []string `json:"recordings"`
+		Room         string   `json:"room"`
+		Participant  string   `json:"participant,omitempty"`
+		Participants []string `json:"participants"`
 	}{req.Room, req.Participant, ids})
 }
 

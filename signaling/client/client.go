@@ -24,6 +24,18 @@ import (
 // ErrServer wraps an error message from the server.
 var ErrServer = errors.New("client: server error")
 
+// ServerError is the error message the server sent in reply to a request;
+// errors.Is(err, ErrServer) holds for it.
+type ServerError struct {
+	Code    string // e.g. signaling.CodeNotPermitted
+	Message string
+}
+
+func (e *ServerError) Error() string { return fmt.Sprintf("%v: %s: %s", ErrServer, e.Code, e.Message) }
+
+// Is makes a ServerError match ErrServer.
+func (e *ServerError) Is(target error) bool { return target == ErrServer }
+
 // Options configure a client.
 type Options struct {
 	// API creates the PeerConnections (default: NewAPI(nil)).
@@ -151,7 +163,7 @@ func (c *Client) request(ctx context.Context, m signaling.Message) (signaling.Me
 	select {
 	case r := <-ch:
 		if r.Type == signaling.TypeError {
-			return r, fmt.Errorf("%w: %s: %s", ErrServer, r.Code, r.Message)
+			return r, &ServerError{Code: r.Code, Message: r.Message}
 		}
 		return r, nil
 	case <-ctx.Done():
@@ -292,6 +304,35 @@ func (c *Client) negotiatePublisher(ctx context.Context, pc *webrtc.PeerConnecti
 		return err
 	}
 	c.sdpDelivered(signaling.TargetPublisher)
+	return nil
+}
+
+// StartRecording asks the server to record participant (an ID; empty: the
+// whole room) of the client's room and returns the IDs of the participants
+// whose recording started. The server's refusals are *ServerError values
+// (signaling.CodeNotPermitted, CodeAlreadyRecording, ...). Recording
+// notices arrive as Events of type signaling.TypeRecording.
+func (c *Client) StartRecording(ctx context.Context, participant string) ([]string, error) {
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeStartRecording, ParticipantID: participant})
+	if err != nil {
+		return nil, err
+	}
+	if r.Type != signaling.TypeRecordingStarted {
+		return nil, fmt.Errorf("client: %s in reply to %s", r.Type, signaling.TypeStartRecording)
+	}
+	return r.Recorded, nil
+}
+
+// StopRecording asks the server to stop recording participant (empty: every
+// recording of the client's room).
+func (c *Client) StopRecording(ctx context.Context, participant string) error {
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeStopRecording, ParticipantID: participant})
+	if err != nil {
+		return err
+	}
+	if r.Type != signaling.TypeRecordingStopped {
+		return fmt.Errorf("client: %s in reply to %s", r.Type, signaling.TypeStopRecording)
+	}
 	return nil
 }
 

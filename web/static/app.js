@@ -18,6 +18,11 @@
 // labelled "<name> (screen)" and shown larger than the cameras; the server
 // tells them apart by the `source` of the track (trackPublished, joined).
 //
+// Recording: while the server records anyone in the room, a red REC badge
+// shows in the top bar and the recorded participants' tiles carry a REC
+// mark; a participant allowed to (joined.canRecord) gets a Record button.
+// See recording.js.
+//
 // State for tests and debugging is exposed on window.chorus.
 //
 // Test hook: the URL parameter maxLayer=0|1|2 (e.g. ?room=r&name=n&maxLayer=0)
@@ -25,6 +30,8 @@
 // whatever the size of its tile (0 lowest, 2 full). At run time,
 // window.chorus.setMaxLayer(n) does the same, and setMaxLayer(null) returns
 // to sizing by the tile. Invisible video is paused either way.
+
+import { Recording } from './recording.js';
 
 const MAX_ROOM_BYTES = 128;
 const MAX_NAME_BYTES = 64;
@@ -73,6 +80,8 @@ const ui = {
   micButton: $('mic-button'),
   camButton: $('cam-button'),
   shareButton: $('share-button'),
+  recordButton: $('record-button'),
+  recBadge: $('rec-badge'),
   audioUnlock: $('audio-unlock'),
   leaveButton: $('leave-button'),
   tileTemplate: $('tile-template'),
@@ -106,8 +115,26 @@ const chorus = {
   // Screen sharing (the button does the same). Both return promises.
   startScreenShare: () => (chorus.session ? chorus.session.startScreenShare() : Promise.resolve(false)),
   stopScreenShare: () => (chorus.session ? chorus.session.stopScreenShare() : Promise.resolve()),
+  // Recording (recording.js): ids of the participants the server records now,
+  // and whether we may start and stop recording (joined.canRecord).
+  recording: [],
+  canRecord: false,
 };
 window.chorus = chorus;
+
+const recording = new Recording({
+  badge: ui.recBadge,
+  button: ui.recordButton,
+  state: chorus,
+  nameOf: (pid) => {
+    if (pid === chorus.participantId) return 'you';
+    const p = chorus.participants[pid];
+    return p ? p.name || 'Guest' : '';
+  },
+  onChange: () => {
+    for (const tile of tiles.values()) tile.refreshRecMark();
+  },
+});
 
 // ---------------------------------------------------------------- helpers
 
@@ -217,6 +244,7 @@ class Tile {
     this.micBadge = this.el.querySelector('.badge-mic-off');
     this.camBadge = this.el.querySelector('.badge-cam-off');
     this.layerBadge = this.el.querySelector('.layer-badge');
+    this.recMark = this.el.querySelector('.rec-mark');
     this.renderHeight = 0; // CSS pixels, from the ResizeObserver
     this.inView = true; // from the IntersectionObserver
     this.settingsTimer = 0;
@@ -311,6 +339,15 @@ class Tile {
     this.micBadge.hidden = !this.audioMuted;
     this.camBadge.hidden = !this.videoMuted;
     this.refreshLayerBadge();
+    this.refreshRecMark();
+  }
+
+  // refreshRecMark shows whether the server records this tile's participant.
+  refreshRecMark() {
+    const pid = this.local ? chorus.participantId : this.id;
+    const on = recording.isRecorded(pid);
+    this.recMark.hidden = !on;
+    this.el.classList.toggle('recorded', on);
   }
 
   videoTracks() {
@@ -605,6 +642,7 @@ class Session {
     chorus.layers = {};
     chorus.trackSettings = {};
     chorus.timings = { start: now() };
+    recording.reset();
     setStatus('Connecting…');
     this.media = acquireMedia().then((m) => this.onMedia(m));
     this.connect();
@@ -716,6 +754,13 @@ class Session {
         break;
       case 'publisherLayers':
         return this.onPublisherLayers(msg);
+      case 'recording':
+        recording.set(msg.recorded);
+        break;
+      case 'recordingStarted':
+      case 'recordingStopped':
+        recording.settle(msg);
+        break;
       case 'error':
         return this.onServerError(msg);
       case 'pong':
@@ -740,6 +785,7 @@ class Session {
     if (urlMaxLayer !== null) params.maxLayer = String(urlMaxLayer);
     history.replaceState(null, '', pageURL(params));
     for (const p of msg.participants || []) this.upsertParticipant(p);
+    recording.joined(msg);
     this.ensureSubscriber();
     updateControls();
     // Publishing waits for the camera prompt; it must not hold up the
@@ -788,6 +834,12 @@ class Session {
       this.pubPending = null;
       pending.reject(new Error(`${entry.code}: ${entry.message}`));
     }
+    const recordingRequest = recording.settle(msg);
+    if (recordingRequest) {
+      const what = recordingRequest === 'startRecording' ? 'start' : 'stop';
+      showBanner(`Could not ${what} recording (${entry.code}): ${entry.message || 'no details'}`);
+      return;
+    }
     if (msg.id && this.settingsIds.has(msg.id) && entry.code === 'bad_request') {
       // trackSettings for a track that went away meanwhile: harmless.
       console.warn('chorus: trackSettings refused:', entry.message);
@@ -812,12 +864,14 @@ class Session {
     for (const tile of this.tilesOf(p.id)) tile.setName(entry.name); // camera and screens
     for (const t of p.tracks || []) this.placeTrack(t.id);
     this.refreshParticipant(p.id);
+    recording.render(); // the badge's tooltip names the recorded
   }
 
   removeParticipant(id) {
     delete chorus.participants[id];
     this.remoteStreams.delete(id);
     for (const tile of this.tilesOf(id)) this.dropTile(tile);
+    recording.render();
   }
 
   upsertTrack(track) {
@@ -1385,6 +1439,7 @@ class Session {
     }
     removeAllTiles();
     chorus.participants = {};
+    recording.reset();
     if (chorus.session === this) chorus.session = null;
     updateControls();
   }
@@ -1454,6 +1509,11 @@ ui.shareButton.addEventListener('click', () => {
     console.error('chorus: screen sharing', err);
     showBanner(`Screen sharing failed: ${errText(err)}`);
   });
+});
+
+ui.recordButton.addEventListener('click', () => {
+  const session = chorus.session;
+  if (session && !session.ended && chorus.state === 'joined') recording.toggle((msg) => session.send(msg));
 });
 
 ui.leaveButton.addEventListener('click', () => {

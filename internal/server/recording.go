@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/chorus-sfu/chorus/recorder"
+	"github.com/chorus-sfu/chorus/recorder/store"
+	"github.com/chorus-sfu/chorus/sfu"
+)
+
+// RecordingConfig configures server-side recording.
+type RecordingConfig struct {
+	// Dir is the storage folder (created if missing); empty: no recording
+	// and no recordings API.
+	Dir string
+	// MaxAge and MaxBytes are the retention policy: finished recordings
+	// older than MaxAge are deleted, then the oldest while the folder holds
+	// more than MaxBytes (0: no limit).
+	MaxAge   time.Duration
+	MaxBytes int64
+	// AutoRecord lists rooms recorded from their creation ("*": every room).
+	AutoRecord []string
+	// ClientRecording lets clients start and stop recordings over the
+	// WebSocket.
+	ClientRecording bool
+	// APIKey, if set, is required (Authorization: Bearer <key>) by the
+	// recordings HTTP API. Without it the API answers only on a server
+	// listening on loopback.
+	APIKey string
+}
+
+// recording is the server's recording side.
+type recording struct {
+	mgr    *recorder.Manager
+	store  *store.Store
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startRecording opens the store (marking recordings a crash left open as
+// interrupted) and starts its retention sweeps.
+func startRecording(cfg RecordingConfig, log *slog.Logger) (*recording, error) {
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("recordings folder: %w", err)
+	}
+	st, err := store.Open(cfg.Dir, store.Options{MaxAge: cfg.MaxAge, MaxTotalBytes: cfg.MaxBytes, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if ids, err := st.MarkInterrupted(); err != nil {
+		log.Warn("recordings left open by an earlier run", "err", err)
+	} else if len(ids) > 0 {
+		log.Warn("recordings left open by an earlier run marked interrupted", "ids", ids)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &recording{store: st, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		st.Run(ctx, 0)
+	}()
+	return r, nil
+}
+
+// autoRecord returns the sfu hook that starts recording the rooms cfg
+// names as they are created.
+func autoRecord(cfg RecordingConfig, mgr func() *recorder.Manager, log *slog.Logger) func(*sfu.Room) {
+	if len(cfg.AutoRecord) == 0 {
+		return nil
+	}
+	return func(r *sfu.Room) {
+		if !slices.Contains(cfg.AutoRecord, "*") && !slices.Contains(cfg.AutoRecord, r.Name()) {
+			return
+		}
+		name := r.Name()
+		go func() { // the hook runs with the room directory locked
+			m := mgr()
+			if m == nil {
+				return
+			}
+			if _, err := m.StartRecording(context.Background(), name, ""); err != nil &&
+				!errors.Is(err, store.ErrAlreadyRecording) {
+				log.Warn("automatic recording not started", "room", name, "err", err)
+			}
+		}()
+	}
+}
+
+// apiAuth is the recordings API's access check.
+func apiAuth(cfg RecordingConfig, listen net.Addr) func(*http.Request) error {
+	if cfg.APIKey != "" {
+		want := []byte("Bearer " + cfg.APIKey)
+		return func(r *http.Request) error {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+				return errors.New("a valid API key is required (Authorization: Bearer <key>)")
+			}
+			return nil
+		}
+	}
+	if a, ok := listen.(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		return nil // open on loopback only, for the one-command demo
+	}
+	return func(*http.Request) error {
+		return fmt.Errorf("the recordings API needs an API key on a server reachable from the network (--api-key): %w", store.ErrForbidden)
+	}
+}
+
+// close finishes every recording and stops the sweeps.
+func (r *recording) close() {
+	if r.mgr != nil {
+		r.mgr.Close()
+	}
+	r.cancel()
+	<-r.done
+}
+
+// recordedNames formats who is recorded, for logs.
+func recordedNames(ids []string) string { return strings.Join(ids, ",") }
