@@ -32,6 +32,9 @@ fuzz ./fec FuzzDecoder
 fuzz ./fec FuzzRoundTrip
 fuzz ./simulcast FuzzFrameSize
 fuzz ./simulcast FuzzVP9Munger
+fuzz ./recorder FuzzDepacketize
+fuzz ./recorder/store FuzzValidID
+fuzz ./recorder/store FuzzHandlerPath
 # -p 1: packages one at a time, so that the browser tests and the media tests
 # do not starve each other of the two cores.
 go test -race -count=1 -p 1 -timeout 20m ./...
