@@ -60,7 +60,7 @@ var _ store.Controller = (*Manager)(nil)
 // future participant) or one participant (by ID or name). It returns the
 // IDs of the participants recorded now. Errors wrap store.ErrUnknownRoom,
 // store.ErrUnknownParticipant or store.ErrAlreadyRecording.
-func (m *Manager) StartRecording(_ context.Context, room, participant string) ([]string, error) {
+func (m *Manager) StartRecording(ctx context.Context, room, participant string) ([]string, error) {
 	r, ok := m.o.Rooms.Get(room)
 	if !ok {
 		return nil, fmt.Errorf("recorder: room %q: %w", room, store.ErrUnknownRoom)
@@ -84,7 +84,11 @@ func (m *Manager) StartRecording(_ context.Context, room, participant string) ([
 			break
 		}
 		m.mu.Unlock() // a session that is finishing: wait for it
-		<-s.done
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("recorder: room %q: %w", room, ctx.Err())
+		}
 		m.mu.Lock()
 	}
 	s := m.sessions[room]
@@ -98,12 +102,7 @@ func (m *Manager) StartRecording(_ context.Context, room, participant string) ([
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			s.run()
-			m.mu.Lock()
-			if m.sessions[room] == s {
-				delete(m.sessions, room)
-			}
-			m.mu.Unlock()
+			s.run() // forgets s before it reports done
 		}()
 	}
 	m.mu.Unlock()
@@ -127,13 +126,13 @@ func (m *Manager) StopRecording(_ context.Context, room, participant string) err
 		}
 		return fmt.Errorf("recorder: room %q: %w", room, store.ErrNotRecording)
 	}
-	pid := ""
+	pid := participant
 	if participant != "" {
-		p, ok := s.room.FindParticipant(participant)
-		if !ok {
+		if p, ok := s.room.FindParticipant(participant); ok {
+			pid = p.ID()
+		} else if !s.wants(participant) { // a participant who left can still be unwanted by ID
 			return fmt.Errorf("recorder: participant %q in room %q: %w", participant, room, store.ErrUnknownParticipant)
 		}
-		pid = p.ID()
 	}
 	return s.unwant(pid)
 }
@@ -163,6 +162,15 @@ func (m *Manager) Close() {
 		s.stop()
 	}
 	m.wg.Wait()
+}
+
+// forget removes s from the sessions once it has ended.
+func (m *Manager) forget(s *roomSession) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sessions[s.room.Name()] == s {
+		delete(m.sessions, s.room.Name())
+	}
 }
 
 func (m *Manager) changed(room string, who []string) {

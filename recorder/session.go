@@ -130,6 +130,7 @@ func (s *roomSession) unwant(pid string) error {
 		s.whole, s.wanted = false, map[string]bool{}
 	case pid != "" && s.wanted[pid]:
 		delete(s.wanted, pid)
+
 	case pid != "" && s.whole:
 		return fmt.Errorf("recorder: room %q is recorded as a whole, stop the room: %w", s.room.Name(), store.ErrNotRecording)
 	default:
@@ -140,6 +141,13 @@ func (s *roomSession) unwant(pid string) error {
 	}
 	s.poke()
 	return nil
+}
+
+// wants reports whether participant ID pid was asked for.
+func (s *roomSession) wants(pid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wanted[pid]
 }
 
 // stop ends the session and waits for its files to be finished.
@@ -165,9 +173,16 @@ func (s *roomSession) recorded() []string {
 	return slices.Clone(s.who)
 }
 
+// retargetInterval: how often recorded video follows the publisher's
+// highest active layer.
+const retargetInterval = time.Second
+
 // run applies events until the session ends, then finishes every file.
 func (s *roomSession) run() {
 	defer close(s.done)
+	defer s.m.forget(s)
+	tick := time.NewTicker(retargetInterval)
+	defer tick.Stop()
 	tracks := map[string]*sfu.PublishedTrack{}
 	for _, t := range s.initial {
 		tracks[t.Info().ID] = t
@@ -197,7 +212,27 @@ func (s *roomSession) run() {
 			return
 		}
 		s.reconcile(tracks, files, func(pid string) bool { return whole || wanted[pid] })
-		<-s.kick
+		select {
+		case <-s.kick:
+		case <-tick.C:
+			retarget(files)
+		}
+	}
+}
+
+// retarget points every recorded video at its publisher's highest active
+// layer: a simulcast publisher may pause its top layer (congestion, CPU),
+// and nothing else moves a recorder's down track.
+func retarget(files map[string]*participantFiles) {
+	for _, f := range files {
+		for _, rt := range f.tracks {
+			if rt.pt.Info().Kind != webrtc.RTPCodecTypeVideo {
+				continue
+			}
+			if top := rt.pt.TopActiveLayer(); top >= 0 && top != rt.down.TargetLayer() {
+				rt.down.SetTargetLayer(top, "recording")
+			}
+		}
 	}
 }
 

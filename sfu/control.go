@@ -198,7 +198,10 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 		if u := d.src.Layer(0); u != nil {
 			rate = u.Bitrate(now)
 		}
-		if a := d.audio.Load(); a != nil && a.mode == audioREDEncode {
+		if a := d.audio.Load(); a != nil && (a.mode == audioREDEncode || a.mode == audioREDReencode) {
+			if a.mode == audioREDReencode {
+				rate /= 2 // the publisher's RED carries one copy (what browsers send): the Opus rate is half
+			}
 			rate *= 1 + red.DistanceForLoss(redundancyLoss(d.lossRate())) // the copies cost bandwidth too
 		}
 		dm.Layers = []int{rate}

@@ -1,6 +1,9 @@
 package sfu
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // TrackObserver is told about a room's published tracks without being a
 // participant: a recorder is one. Its methods are called with the room
@@ -43,25 +46,29 @@ func (t *PublishedTrack) Attach(d *DownTrack) { t.attach(d) }
 func (t *PublishedTrack) Detach(d *DownTrack) { t.detach(d) }
 
 // AttachWithHistory is Attach, with d first handed the recent past the
-// publisher's highest layer still holds in its cache: for video, from its
-// newest keyframe; for audio, what arrived at or after since (unix
+// publisher's highest active layer still holds in its cache: for video,
+// from its newest keyframe; for audio, what arrived at or after since (unix
 // nanoseconds). It returns the arrival time of the first packet handed (0:
 // none): attach video first, then audio with since set to that time, and a
 // recording starts with audio and video aligned at the keyframe the
 // publisher already sent.
 func (t *PublishedTrack) AttachWithHistory(d *DownTrack, since int64) int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.downs = append(t.downs, d)
+	active := t.ActiveLayers(time.Now(), time.Second)
 	top := -1
-	for i := range t.layers {
-		if t.layers[i].Load() != nil {
+	for i, ok := range active {
+		if ok {
 			top = i
 		}
 	}
-	var first int64
+	t.mu.Lock()
+	t.downs = append(t.downs, d)
+	var layers [MaxLayers]*UpTrack
 	for i := range t.layers {
-		u := t.layers[i].Load()
+		layers[i] = t.layers[i].Load()
+	}
+	t.mu.Unlock()
+	var first int64
+	for i, u := range layers { // no lock held: d may ask for keyframes
 		switch {
 		case u == nil:
 		case i == top:
@@ -71,4 +78,16 @@ func (t *PublishedTrack) AttachWithHistory(d *DownTrack, since int64) int64 {
 		}
 	}
 	return first
+}
+
+// TopActiveLayer is the highest layer that received a packet within the
+// last second (-1: none).
+func (t *PublishedTrack) TopActiveLayer() int {
+	top := -1
+	for i, ok := range t.ActiveLayers(time.Now(), time.Second) {
+		if ok {
+			top = i
+		}
+	}
+	return top
 }

@@ -51,11 +51,11 @@ type UpTrack struct {
 	// newest and lastKey are the sequence numbers of the newest packet and
 	// of the first packet of the newest keyframe, | seqValid once seen
 	newest, lastKey atomic.Uint32
-	sendNACK   NACKSender                   // nil: no NACKs to the publisher
-	rtt        func() time.Duration
-	nacks      nackTracker
-	nackWG     sync.WaitGroup // the NACK timer goroutine
-	log        *slog.Logger
+	sendNACK        NACKSender // nil: no NACKs to the publisher
+	rtt             func() time.Duration
+	nacks           nackTracker
+	nackWG          sync.WaitGroup // the NACK timer goroutine
+	log             *slog.Logger
 
 	ssrc       atomic.Uint32
 	lastPacket atomic.Int64  // unix nanoseconds of the last packet
@@ -444,33 +444,38 @@ func (t *UpTrack) LastSenderReport() *SenderReport { return t.sr.Load() }
 // seqValid marks a sequence number stored in an atomic.Uint32.
 const seqValid = 1 << 16
 
+// History a down track attached with AddDownTrackWithHistory may be
+// handed: no more than fits comfortably in its queue (and a recorder's), no
+// keyframe older than historyMaxAge.
+const (
+	historyMaxVideo = 256 // packets
+	historyMaxAudio = 50  // packets: 1 s of 20 ms frames
+	historyMaxAge   = 3 * time.Second
+)
+
 // AddDownTrackWithHistory subscribes d like AddDownTrack, first handing it
 // what the cache holds of the recent past: for video, the packets from the
-// newest keyframe on; for audio, those that arrived at or after since (unix
-// nanoseconds). A recorder attached this way starts with the keyframe the
-// publisher already sent instead of waiting for the next one. Packets that
-// arrive while it is attached may be handed twice (a down track's rewriter
-// and a recorder's jitter buffer drop duplicates). It returns the arrival
-// time of the first packet handed (0: none).
+// newest keyframe on (if it is recent enough: historyMaxVideo,
+// historyMaxAge); for audio, those that arrived at or after since (unix
+// nanoseconds, at most historyMaxAudio). A recorder attached this way starts
+// with the keyframe the publisher already sent instead of waiting for the
+// next one. Packets that arrive while it is attached may be handed twice (a
+// down track's rewriter and a recorder's jitter buffer drop duplicates). It
+// returns the arrival time of the first packet handed (0: none). No lock is
+// held while packets are handed: d may ask this track for a keyframe.
 func (t *UpTrack) AddDownTrackWithHistory(d *DownTrack, since int64) int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	var first int64
 	newest := t.newest.Load()
 	if newest&seqValid != 0 {
 		to := uint16(newest)
-		from, ok := t.historyStart(to, since)
-		if ok {
+		if from, ok := t.historyStart(to, since); ok {
 			first = t.replay(d, from, to)
 		}
 	}
-	old := *t.downs.Load()
-	next := make([]*DownTrack, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, d)
-	t.downs.Store(&next)
+	t.AddDownTrack(d)
 	// packets stored between the replay and the new list: hand them too
-	if now := t.newest.Load(); now&seqValid != 0 && newest&seqValid != 0 && uint16(now) != uint16(newest) {
+	if now := t.newest.Load(); now&seqValid != 0 && newest&seqValid != 0 && uint16(now) != uint16(newest) &&
+		uint16(now)-uint16(newest) < uint16(historyMaxVideo) {
 		t.replay(d, uint16(newest)+1, uint16(now))
 	}
 	return first
@@ -478,18 +483,24 @@ func (t *UpTrack) AddDownTrackWithHistory(d *DownTrack, since int64) int64 {
 
 // historyStart is where AddDownTrackWithHistory's replay starts.
 func (t *UpTrack) historyStart(newest uint16, since int64) (uint16, bool) {
-	size := uint16(t.cache.Size())
 	if t.isVideo {
 		k := t.lastKey.Load()
-		if k&seqValid == 0 || newest-uint16(k) >= size {
+		if k&seqValid == 0 || newest-uint16(k) >= historyMaxVideo {
+			return 0, false
+		}
+		h, ok := t.cache.Header(uint16(k))
+		if !ok || time.Now().UnixNano()-h.Arrival > int64(historyMaxAge) {
 			return 0, false
 		}
 		return uint16(k), true
 	}
 	from, ok := newest, false
-	for i := uint16(0); i < size; i++ {
+	for i := uint16(0); i < historyMaxAudio; i++ {
 		h, have := t.cache.Header(newest - i)
-		if !have || h.Arrival < since {
+		if !have {
+			continue // lost on the way in: look further back
+		}
+		if h.Arrival < since {
 			break
 		}
 		from, ok = newest-i, true

@@ -107,17 +107,36 @@ func apiAuth(cfg RecordingConfig, listen net.Addr) func(*http.Request) error {
 		}
 	}
 	if a, ok := listen.(*net.TCPAddr); ok && a.IP.IsLoopback() {
-		return nil // open on loopback only, for the one-command demo
+		// open on loopback only, for the one-command demo, and only to
+		// requests from loopback naming a loopback host: a web page whose
+		// name was rebound to 127.0.0.1 (DNS rebinding), or a reverse proxy
+		// on the same machine, does not get it
+		return func(r *http.Request) error {
+			if !loopbackHost(r.Host) || !loopbackRemote(r.RemoteAddr) || r.Header.Get("X-Forwarded-For") != "" {
+				return fmt.Errorf("without an API key the recordings API only answers local requests to localhost: %w", store.ErrForbidden)
+			}
+			return nil
+		}
 	}
 	return func(*http.Request) error {
 		return fmt.Errorf("the recordings API needs an API key on a server reachable from the network (--api-key): %w", store.ErrForbidden)
 	}
 }
 
-// close finishes every recording and stops the sweeps.
-func (r *recording) close() {
+// closeTimeout bounds how long shutdown waits for recordings to finish.
+const closeTimeout = 15 * time.Second
+
+// close finishes every recording (for at most closeTimeout) and stops the
+// sweeps.
+func (r *recording) close(log *slog.Logger) {
 	if r.mgr != nil {
-		r.mgr.Close()
+		done := make(chan struct{})
+		go func() { r.mgr.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(closeTimeout):
+			log.Error("recordings not finished within the shutdown limit", "limit", closeTimeout)
+		}
 	}
 	r.cancel()
 	<-r.done
@@ -125,3 +144,27 @@ func (r *recording) close() {
 
 // recordedNames formats who is recorded, for logs.
 func recordedNames(ids []string) string { return strings.Join(ids, ",") }
+
+// loopbackHost reports whether a Host header names a loopback host.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackRemote reports whether a remote address is a loopback one.
+func loopbackRemote(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

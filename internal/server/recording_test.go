@@ -382,3 +382,53 @@ func TestRecordingClosedOnShutdown(t *testing.T) {
 		t.Errorf("only %d of %d video frames", v.frames, len(c.video.frames))
 	}
 }
+
+// Without an API key, the recordings API answers only local requests that
+// name a loopback host: not a rebound DNS name, not a proxied request. With
+// a key, only requests carrying it.
+func TestRecordingAPIAccess(t *testing.T) {
+	ctx := deadline(t, 30*time.Second)
+	get := func(s *server.Server, host, key string, hdr ...string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"api/recordings", nil)
+		if host != "" {
+			req.Host = host
+		}
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	open := startServerWith(t, server.Config{Recording: server.RecordingConfig{Dir: t.TempDir()}})
+	for _, c := range []struct {
+		host string
+		hdr  []string
+		want int
+	}{
+		{"", nil, http.StatusOK},
+		{"localhost:7880", nil, http.StatusOK},
+		{"evil.example:7880", nil, http.StatusForbidden},
+		{"", []string{"X-Forwarded-For", "192.0.2.7"}, http.StatusForbidden},
+	} {
+		if got := get(open, c.host, "", c.hdr...); got != c.want {
+			t.Errorf("no key, Host %q %v: %d, want %d", c.host, c.hdr, got, c.want)
+		}
+	}
+	keyed := startServerWith(t, server.Config{Recording: server.RecordingConfig{Dir: t.TempDir(), APIKey: "s3cret"}})
+	if got := get(keyed, "", ""); got != http.StatusUnauthorized {
+		t.Errorf("no key: %d", got)
+	}
+	if got := get(keyed, "", "wrong"); got != http.StatusUnauthorized {
+		t.Errorf("wrong key: %d", got)
+	}
+	if got := get(keyed, "evil.example", "s3cret"); got != http.StatusOK {
+		t.Errorf("right key: %d", got)
+	}
+}

@@ -49,6 +49,7 @@ type Server struct {
 	ln   net.Listener
 	done chan error
 	rec  *recording // nil: recording off
+	log  *slog.Logger
 }
 
 // Start listens and serves in the background.
@@ -73,7 +74,7 @@ func Start(cfg Config) (*Server, error) {
 		OnRoomCreated: autoRecord(cfg.Recording, mgr.Load, cfg.Logger)})
 	if err != nil {
 		if rec != nil {
-			rec.close()
+			rec.close(cfg.Logger)
 		}
 		_ = ln.Close()
 		return nil, err
@@ -103,7 +104,7 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.Handle("GET /", web.Handler())
 	srv := &Server{
-		sfu: s, sig: sig, ln: ln, done: make(chan error, 1), rec: rec,
+		sfu: s, sig: sig, ln: ln, done: make(chan error, 1), rec: rec, log: cfg.Logger,
 		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)},
 	}
@@ -137,7 +138,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if s.rec != nil {
-		s.rec.close() // finish the files first: they must survive the shutdown
+		s.rec.close(s.log) // finish the files first: they must survive the shutdown
 	}
 	s.sig.Close()
 	err := s.http.Shutdown(ctx)
