@@ -1,6 +1,11 @@
 package simulcast
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/chorus-sfu/chorus/internal/bitstream"
+	"github.com/chorus-sfu/chorus/internal/h264"
+)
 
 // FrameSize returns the coded width and height carried by p, the RTP payload
 // of the first packet of a keyframe, for the codec named by mime ("video/VP8",
@@ -158,40 +163,40 @@ func vp9FrameSize(p []byte) (w, h int, ok bool) {
 // vp9KeyframeSize parses the start of a VP9 uncompressed header up to the
 // frame size of a key frame.
 func vp9KeyframeSize(b []byte) (w, h int, ok bool) {
-	r := bitReader{b: b}
-	if r.u(2) != 2 { // frame_marker
+	r := bitstream.NewReader(b)
+	if r.U(2) != 2 { // frame_marker
 		return 0, 0, false
 	}
-	profile := r.u(1) | r.u(1)<<1 // low bit first
+	profile := r.U(1) | r.U(1)<<1 // low bit first
 	if profile == 3 {
-		r.u(1) // reserved_zero
+		r.U(1) // reserved_zero
 	}
-	if r.u(1) != 0 { // show_existing_frame
+	if r.U(1) != 0 { // show_existing_frame
 		return 0, 0, false
 	}
-	if r.u(1) != 0 { // frame_type: 0 is KEY_FRAME
+	if r.U(1) != 0 { // frame_type: 0 is KEY_FRAME
 		return 0, 0, false
 	}
-	r.u(1)                                                  // show_frame
-	r.u(1)                                                  // error_resilient_mode
-	if r.u(8) != 0x49 || r.u(8) != 0x83 || r.u(8) != 0x42 { // frame_sync_code
+	r.U(1)                                                  // show_frame
+	r.U(1)                                                  // error_resilient_mode
+	if r.U(8) != 0x49 || r.U(8) != 0x83 || r.U(8) != 0x42 { // frame_sync_code
 		return 0, 0, false
 	}
 	// color_config
 	if profile >= 2 {
-		r.u(1) // ten_or_twelve_bit
+		r.U(1) // ten_or_twelve_bit
 	}
-	if r.u(3) != 7 { // color_space other than CS_RGB
-		r.u(1) // color_range
+	if r.U(3) != 7 { // color_space other than CS_RGB
+		r.U(1) // color_range
 		if profile == 1 || profile == 3 {
-			r.u(3) // subsampling_x, subsampling_y, reserved_zero
+			r.U(3) // subsampling_x, subsampling_y, reserved_zero
 		}
 	} else if profile == 1 || profile == 3 {
-		r.u(1) // reserved_zero
+		r.U(1) // reserved_zero
 	}
-	w = int(r.u(16)) + 1 // frame_width_minus_1
-	h = int(r.u(16)) + 1 // frame_height_minus_1
-	if r.err {
+	w = int(r.U(16)) + 1 // frame_width_minus_1
+	h = int(r.U(16)) + 1 // frame_height_minus_1
+	if r.Err() {
 		return 0, 0, false
 	}
 	return w, h, true
@@ -222,204 +227,12 @@ func h264FrameSize(p []byte) (w, h int, ok bool) {
 	return 0, 0, false
 }
 
-// h264MaxMbs bounds the picture width and height in macroblocks so that the
-// arithmetic cannot overflow; it is far above any level's limit.
-const h264MaxMbs = 1 << 16
-
-// h264SPSSize parses an SPS NAL unit (with its one-byte header) up to the
-// frame cropping and returns the cropped size.
+// h264SPSSize parses an SPS NAL unit (with its one-byte header) and returns
+// the cropped picture size.
 func h264SPSSize(nal []byte) (w, h int, ok bool) {
-	if len(nal) < 4 {
+	sps, err := h264.ParseSPS(nal)
+	if err != nil {
 		return 0, 0, false
 	}
-	r := bitReader{b: unescapeRBSP(nal[1:])}
-	profile := r.u(8)
-	r.u(8) // constraint_set0..5_flag, reserved_zero_2bits
-	r.u(8) // level_idc
-	r.ue() // seq_parameter_set_id
-	chromaFormat := uint32(1)
-	separateColourPlane := false
-	switch profile {
-	case 100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135:
-		chromaFormat = r.ue()
-		if chromaFormat > 3 {
-			return 0, 0, false
-		}
-		if chromaFormat == 3 {
-			separateColourPlane = r.u(1) == 1
-		}
-		r.ue()           // bit_depth_luma_minus8
-		r.ue()           // bit_depth_chroma_minus8
-		r.u(1)           // qpprime_y_zero_transform_bypass_flag
-		if r.u(1) == 1 { // seq_scaling_matrix_present_flag
-			lists := 8
-			if chromaFormat == 3 {
-				lists = 12
-			}
-			for i := range lists {
-				if r.u(1) == 1 { // seq_scaling_list_present_flag[i]
-					size := 16
-					if i >= 6 {
-						size = 64
-					}
-					r.skipScalingList(size)
-				}
-			}
-		}
-	}
-	r.ue()          // log2_max_frame_num_minus4
-	switch r.ue() { // pic_order_cnt_type
-	case 0:
-		r.ue() // log2_max_pic_order_cnt_lsb_minus4
-	case 1:
-		r.u(1)      // delta_pic_order_always_zero_flag
-		r.se()      // offset_for_non_ref_pic
-		r.se()      // offset_for_top_to_bottom_field
-		n := r.ue() // num_ref_frames_in_pic_order_cnt_cycle
-		if n > 255 {
-			return 0, 0, false
-		}
-		for range n {
-			r.se() // offset_for_ref_frame[i]
-		}
-	}
-	r.ue()                 // max_num_ref_frames
-	r.u(1)                 // gaps_in_frame_num_value_allowed_flag
-	widthMbs := r.ue()     // pic_width_in_mbs_minus1
-	heightUnits := r.ue()  // pic_height_in_map_units_minus1
-	frameMbsOnly := r.u(1) // frame_mbs_only_flag
-	if frameMbsOnly == 0 {
-		r.u(1) // mb_adaptive_frame_field_flag
-	}
-	r.u(1) // direct_8x8_inference_flag
-	var cropL, cropR, cropT, cropB uint32
-	if r.u(1) == 1 { // frame_cropping_flag
-		cropL, cropR, cropT, cropB = r.ue(), r.ue(), r.ue(), r.ue()
-	}
-	if r.err || widthMbs >= h264MaxMbs || heightUnits >= h264MaxMbs {
-		return 0, 0, false
-	}
-	w = (int(widthMbs) + 1) * 16
-	h = (2 - int(frameMbsOnly)) * (int(heightUnits) + 1) * 16
-	// crop units (7-19 to 7-22)
-	unitX, unitY := 1, 2-int(frameMbsOnly)
-	if !separateColourPlane && chromaFormat != 0 {
-		subW, subH := 2, 2 // 4:2:0
-		switch chromaFormat {
-		case 2:
-			subH = 1
-		case 3:
-			subW, subH = 1, 1
-		}
-		unitX, unitY = subW, subH*(2-int(frameMbsOnly))
-	}
-	cw := unitX * (clampCrop(cropL) + clampCrop(cropR))
-	ch := unitY * (clampCrop(cropT) + clampCrop(cropB))
-	if cw >= w || ch >= h {
-		return 0, 0, false
-	}
-	return w - cw, h - ch, true
-}
-
-// clampCrop converts a crop offset to int, clamped far above any picture
-// size so that the products stay inside int range on 32-bit platforms too.
-func clampCrop(v uint32) int {
-	const limit = 1 << 20
-	if v > limit {
-		return limit
-	}
-	return int(v)
-}
-
-// unescapeRBSP removes the emulation prevention bytes (0x03 after two zero
-// bytes) of a NAL unit payload. It returns b itself when there are none.
-func unescapeRBSP(b []byte) []byte {
-	var out []byte
-	zeros := 0
-	for i, c := range b {
-		if zeros >= 2 && c == 0x03 {
-			if out == nil {
-				out = append(make([]byte, 0, len(b)), b[:i]...)
-			}
-			zeros = 0
-			continue
-		}
-		if out != nil {
-			out = append(out, c)
-		}
-		if c == 0 {
-			zeros++
-		} else {
-			zeros = 0
-		}
-	}
-	if out == nil {
-		return b
-	}
-	return out
-}
-
-// bitReader reads big-endian bit fields. Reading past the end sets err and
-// returns zeros, so a parser can read a whole structure and check err once.
-type bitReader struct {
-	b   []byte
-	pos int // in bits
-	err bool
-}
-
-// u reads an n-bit unsigned value, n <= 32.
-func (r *bitReader) u(n int) uint32 {
-	var v uint32
-	for range n {
-		if r.pos >= 8*len(r.b) {
-			r.err = true
-			return 0
-		}
-		bit := r.b[r.pos>>3] >> (7 - r.pos&7) & 1
-		v = v<<1 | uint32(bit)
-		r.pos++
-	}
-	return v
-}
-
-// ue reads an unsigned Exp-Golomb value (H.264 9.1). Codes longer than 32
-// bits set err.
-func (r *bitReader) ue() uint32 {
-	zeros := 0
-	for r.u(1) == 0 {
-		if r.err || zeros == 31 {
-			r.err = true
-			return 0
-		}
-		zeros++
-	}
-	return (1<<zeros - 1) + r.u(zeros)
-}
-
-// se reads a signed Exp-Golomb value (H.264 9.1.1).
-func (r *bitReader) se() int32 {
-	k := r.ue()
-	if k&1 == 1 {
-		return int32((k + 1) / 2)
-	}
-	return -int32(k / 2)
-}
-
-// skipScalingList reads a scaling_list() of size entries (H.264 7.3.2.1.1.1)
-// without keeping it.
-func (r *bitReader) skipScalingList(size int) {
-	last, next := int32(8), int32(8)
-	for range size {
-		if next != 0 {
-			delta := r.se() // delta_scale, -128..127
-			if r.err || delta < -128 || delta > 127 {
-				r.err = true
-				return
-			}
-			next = (last + delta + 256) % 256
-		}
-		if next != 0 {
-			last = next
-		}
-	}
+	return sps.Width, sps.Height, true
 }
