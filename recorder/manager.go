@@ -183,6 +183,7 @@ func (m *Manager) changed(room string, who []string) {
 type recordedTrack struct {
 	pt   *sfu.PublishedTrack
 	down *sfu.DownTrack
+	live atomic.Pointer[sfu.DownTrack] // down, once it is fed (keyframe requests go to it)
 	tr   *TrackRecorder
 }
 
@@ -195,33 +196,42 @@ func recordingCodec(c webrtc.RTPCodecParameters) webrtc.RTPCodecCapability {
 	return c.RTPCodecCapability
 }
 
-// addTrack starts recording t into rec, with what the publisher sent since
-// since (unix nanoseconds; see sfu.PublishedTrack.AttachWithHistory). It
-// returns the arrival time of the first packet it starts with (0: none yet).
-func addTrack(rec *ParticipantRecorder, t *sfu.PublishedTrack, since int64, log *slog.Logger) (*recordedTrack, int64, error) {
+// prepareTrack adds t to rec (so that the file's header waits for it)
+// without feeding it yet: a participant's tracks are all added before any
+// is started, or the header could be written with only the first one and
+// the others would start a new part.
+func prepareTrack(rec *ParticipantRecorder, t *sfu.PublishedTrack, log *slog.Logger) (*recordedTrack, error) {
 	info := t.Info()
-	var down atomic.Pointer[sfu.DownTrack]
+	rt := &recordedTrack{pt: t}
 	pli := []rtcp.Packet{&rtcp.PictureLossIndication{}}
 	tr, err := rec.AddTrack(TrackOptions{ID: info.ID, Codec: recordingCodec(t.Codec()), RequestKeyframe: func() {
-		if d := down.Load(); d != nil {
+		if d := rt.live.Load(); d != nil {
 			d.HandleRTCP(pli) // coalesced per layer by the up track
 		}
 	}})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	d := sfu.NewDownTrack(t, sfu.DownTrackOptions{Logger: log})
-	if _, err := d.Bind(tr.BindContext()); err != nil {
-		d.Close()
+	rt.tr = tr
+	rt.down = sfu.NewDownTrack(t, sfu.DownTrackOptions{Logger: log})
+	if _, err := rt.down.Bind(tr.BindContext()); err != nil {
+		rt.down.Close()
 		rec.RemoveTrack(tr)
-		return nil, 0, err
+		return nil, err
 	}
-	down.Store(d)
-	first := t.AttachWithHistory(d, since)
-	if first == 0 && info.Kind == webrtc.RTPCodecTypeVideo {
-		d.HandleRTCP(pli) // nothing to start with: ask for a keyframe
+	return rt, nil
+}
+
+// start feeds the track, with what the publisher sent since since (unix
+// nanoseconds; see sfu.PublishedTrack.AttachWithHistory). It returns the
+// arrival time of the first packet it starts with (0: none yet).
+func (r *recordedTrack) start(since int64) int64 {
+	r.live.Store(r.down)
+	first := r.pt.AttachWithHistory(r.down, since)
+	if first == 0 && r.pt.Info().Kind == webrtc.RTPCodecTypeVideo {
+		r.down.HandleRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{}}) // nothing to start with
 	}
-	return &recordedTrack{pt: t, down: d, tr: tr}, first, nil
+	return first
 }
 
 func (r *recordedTrack) stop(rec *ParticipantRecorder) {

@@ -275,8 +275,9 @@ func (s *roomSession) reconcile(tracks map[string]*sfu.PublishedTrack, files map
 		}
 		return strings.Compare(a, b)
 	})
-	since := map[string]int64{} // per participant: where its video started
-	now := time.Now().UnixNano()
+	// add every new track to its recorder first, then feed them (video
+	// first: audio starts where the video's keyframe does)
+	var started []*recordedTrack
 	for _, id := range ids {
 		t := tracks[id]
 		pid := t.Info().ParticipantID
@@ -302,19 +303,26 @@ func (s *roomSession) reconcile(tracks map[string]*sfu.PublishedTrack, files map
 			files[pid] = f
 			s.log.Info("recording participant", "participant", pid)
 		}
-		from, ok := since[pid]
-		if !ok {
-			from = now
-		}
-		rt, first, err := addTrack(f.rec, t, from, s.log.With("participant", pid, "track", id))
+		rt, err := prepareTrack(f.rec, t, s.log.With("participant", pid, "track", id))
 		if err != nil {
 			s.log.Warn("track not recorded", "participant", pid, "track", id, "err", err)
 			continue
 		}
-		if t.Info().Kind == webrtc.RTPCodecTypeVideo && first > 0 && (!ok || first < from) {
-			since[pid] = first
-		}
 		f.tracks[id] = rt
+		started = append(started, rt)
+	}
+	since := map[string]int64{} // per participant: where its video started
+	now := time.Now().UnixNano()
+	for _, rt := range started { // in ids order: video first
+		info := rt.pt.Info()
+		from, ok := since[info.ParticipantID]
+		if !ok {
+			from = now
+		}
+		first := rt.start(from)
+		if info.Kind == webrtc.RTPCodecTypeVideo && first > 0 && (!ok || first < from) {
+			since[info.ParticipantID] = first
+		}
 	}
 	var who []string
 	for pid := range files {
