@@ -3,6 +3,7 @@ package recorder
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -193,7 +194,7 @@ func (s *roomSession) run() {
 		s.mu.Lock()
 		events, ended := s.events, s.ended
 		s.events = nil
-		whole, wanted := s.whole, maps(s.wanted)
+		whole, wanted := s.whole, maps.Clone(s.wanted)
 		s.mu.Unlock()
 		for _, e := range events {
 			id := e.track.Info().ID
@@ -234,14 +235,6 @@ func retarget(files map[string]*participantFiles) {
 			}
 		}
 	}
-}
-
-func maps(m map[string]bool) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // reconcile records exactly the tracks of the wanted participants.

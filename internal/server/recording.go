@@ -142,9 +142,6 @@ func (r *recording) close(log *slog.Logger) {
 	<-r.done
 }
 
-// recordedNames formats who is recorded, for logs.
-func recordedNames(ids []string) string { return strings.Join(ids, ",") }
-
 // loopbackHost reports whether a Host header names a loopback host.
 func loopbackHost(hostport string) bool {
 	host := hostport

@@ -85,7 +85,7 @@ func Start(cfg Config) (*Server, error) {
 	if rec != nil {
 		rec.mgr = recorder.NewManager(recorder.ManagerOptions{Dir: cfg.Recording.Dir, Rooms: s.Rooms(), Logger: cfg.Logger,
 			OnChange: func(room string, who []string) {
-				cfg.Logger.Info("recording", "room", room, "participants", recordedNames(who))
+				cfg.Logger.Info("recording", "room", room, "participants", who)
 				if sig := sigp.Load(); sig != nil {
 					sig.RecordingChanged(room, who)
 				}
