@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -69,5 +70,38 @@ func TestAttachWithHistoryTooOld(t *testing.T) {
 	defer d.Close()
 	if first := pt.AttachWithHistory(d, 0); first != 0 {
 		t.Fatalf("a keyframe %d packets back was replayed", 400)
+	}
+}
+
+// A detached and closed down track can be collected: nothing the published
+// track keeps (its list of down tracks) holds on to it. A stopped
+// recorder's buffers hang off its down track.
+func TestDetachedDownTrackCollected(t *testing.T) {
+	up := newVideoUp(nil)
+	pt := published(up)
+	other := NewDownTrack(pt, DownTrackOptions{})
+	defer other.Close()
+	pt.Attach(other)
+	collected := make(chan struct{})
+	func() {
+		d := NewDownTrack(pt, DownTrackOptions{})
+		if _, err := d.Bind(fakeCtx{w: &fakeWriter{}, ssrc: 1}); err != nil {
+			t.Fatal(err)
+		}
+		pt.Attach(d) // the last of two: removing it used to keep it in the array
+		runtime.SetFinalizer(d, func(*DownTrack) { close(collected) })
+		pt.Detach(d)
+		d.Close()
+	}()
+	deadline := time.After(5 * time.Second)
+	for {
+		runtime.GC()
+		select {
+		case <-collected:
+			return
+		case <-deadline:
+			t.Fatal("a detached, closed down track is still reachable")
+		case <-time.After(10 * time.Millisecond): // let the finalizer goroutine run
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,7 +195,9 @@ func (t *PublishedTrack) detach(d *DownTrack) {
 	defer t.mu.Unlock()
 	for i, x := range t.downs {
 		if x == d {
-			t.downs = append(t.downs[:i:i], t.downs[i+1:]...)
+			// a fresh slice: t.downs[:i:i] would keep the old array, and with
+			// it the removed down track (a stopped recorder's buffers), alive
+			t.downs = slices.Delete(slices.Clone(t.downs), i, i+1)
 			break
 		}
 	}
