@@ -77,7 +77,7 @@ func (m *Manager) StartRecording(ctx context.Context, room, participant string) 
 	for {
 		if m.closed {
 			m.mu.Unlock()
-			return nil, fmt.Errorf("recorder: %w", ErrClosed)
+			return nil, fmt.Errorf("recorder: shutting down: %w (%w)", store.ErrUnavailable, ErrClosed)
 		}
 		s := m.sessions[room]
 		if s == nil || !s.isEnded() {

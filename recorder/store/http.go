@@ -21,6 +21,7 @@ var (
 	ErrAlreadyRecording   = errors.New("already recording")   // 409
 	ErrNotRecording       = errors.New("not recording")       // 409
 	ErrBadRequest         = errors.New("bad request")         // 400
+	ErrUnavailable        = errors.New("unavailable")         // 503: shutting down
 	ErrForbidden          = errors.New("forbidden")           // 403 from auth
 )
 
@@ -316,6 +317,8 @@ func (a *api) controlError(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "already_recording", err.Error())
 	case errors.Is(err, ErrNotRecording):
 		writeError(w, http.StatusConflict, "not_recording", err.Error())
+	case errors.Is(err, ErrUnavailable):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:
 		a.log.Error("store: recording control failed", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error")

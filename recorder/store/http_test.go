@@ -496,6 +496,7 @@ func TestHTTPControl(t *testing.T) {
 		{fmt.Errorf("bob: %w", ErrUnknownParticipant), 404, "unknown_participant"},
 		{fmt.Errorf("alice: %w", ErrAlreadyRecording), 409, "already_recording"},
 		{fmt.Errorf("alice: %w", ErrNotRecording), 409, "not_recording"},
+		{fmt.Errorf("shutting down: %w", ErrUnavailable), 503, "unavailable"},
 		{fmt.Errorf("bad name: %w", ErrBadRequest), 400, "bad_request"},
 		{errors.New("secret internal detail"), 500, "internal"},
 	}
