@@ -12,6 +12,26 @@ type idFields struct {
 	tl0    uint8
 }
 
+// readPictureID reads the 7- or 15-bit picture ID at p[i] (both descriptors
+// encode it alike: M bit first) and returns the offset after it; ok is false
+// when it is truncated.
+func (f *idFields) readPictureID(p []byte, i int) (next int, ok bool) {
+	if len(p) <= i {
+		return i, false
+	}
+	f.pidOff = i
+	if p[i]&0x80 == 0 {
+		f.pid = uint16(p[i] & 0x7F)
+		return i + 1, true
+	}
+	if len(p) <= i+1 {
+		return i, false
+	}
+	f.pid15 = true
+	f.pid = uint16(p[i]&0x7F)<<8 | uint16(p[i+1])
+	return i + 2, true
+}
+
 // numbering is a down track's picture ID and TL0PICIDX translation.
 type numbering struct {
 	started          bool

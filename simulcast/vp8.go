@@ -28,20 +28,9 @@ func parseVP8Fields(p []byte) (f vp8Fields, ok bool) {
 	x := p[1]
 	i := 2
 	if x&0x80 != 0 { // I
-		if len(p) <= i {
+		var ok bool
+		if i, ok = f.readPictureID(p, i); !ok {
 			return f, false
-		}
-		f.pidOff = i
-		if p[i]&0x80 != 0 {
-			if len(p) <= i+1 {
-				return f, false
-			}
-			f.pid15 = true
-			f.pid = uint16(p[i]&0x7F)<<8 | uint16(p[i+1])
-			i += 2
-		} else {
-			f.pid = uint16(p[i] & 0x7F)
-			i++
 		}
 	}
 	if x&0x40 != 0 { // L

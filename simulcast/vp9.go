@@ -24,20 +24,9 @@ func parseVP9Fields(p []byte) (f vp9Fields, ok bool) {
 	b0 := p[0]
 	i := 1
 	if b0&0x80 != 0 { // I
-		if len(p) <= i {
+		var ok bool
+		if i, ok = f.readPictureID(p, i); !ok {
 			return f, false
-		}
-		f.pidOff = i
-		if p[i]&0x80 != 0 { // M
-			if len(p) <= i+1 {
-				return f, false
-			}
-			f.pid15 = true
-			f.pid = uint16(p[i]&0x7F)<<8 | uint16(p[i+1])
-			i += 2
-		} else {
-			f.pid = uint16(p[i] & 0x7F)
-			i++
 		}
 	}
 	if b0&0x20 != 0 { // L: TID/U/SID/D, then TL0PICIDX unless flexible (F)
