@@ -46,6 +46,11 @@ const (
 	historySize = 1 << 13 // packets remembered for feedback
 	// overuseDelay: queuing delay above this means the path is congested.
 	overuseDelay = 40 * time.Millisecond
+	// overuseTime: the queuing delay must stay above overuseDelay this long,
+	// over at least two reports, before the estimate is lowered: a receiver
+	// whose CPU stalls for a moment stamps a few packets late, and that is
+	// not a queue on the path.
+	overuseTime = 150 * time.Millisecond
 	// underuseDelay: queuing delay below this allows increasing.
 	underuseDelay = 15 * time.Millisecond
 	// baseWindow is how long the minimum one-way delay is remembered.
@@ -130,9 +135,13 @@ type Estimator struct {
 	mins       []delaySample // increasing-owd deque over baseWindow
 	queueDelay time.Duration
 	prevDelay  time.Duration
-	reportLoss float64 // loss fraction of the last 40 or more packets reported
-	lossLost   int     // packets of reports not yet pooled into reportLoss
-	lossTotal  int
+	// overuseSince: the first report of the current run above overuseDelay
+	// (zero: none); overuseReports counts the run's reports
+	overuseSince   time.Time
+	overuseReports int
+	reportLoss     float64 // loss fraction of the last 40 or more packets reported
+	lossLost       int     // packets of reports not yet pooled into reportLoss
+	lossTotal      int
 	// lossBase is the loss that does not go away when the sender slows
 	// down (a lossy radio link, not congestion): only loss above it counts
 	lossBase    float64
@@ -491,9 +500,18 @@ func (e *Estimator) update(now time.Time) {
 	// after a reaction: hold instead of reacting again
 	rising := e.queueDelay >= e.prevDelay-2*time.Millisecond
 	e.prevDelay = e.queueDelay
+	if e.queueDelay > overuseDelay {
+		if e.overuseSince.IsZero() {
+			e.overuseSince = now
+		}
+		e.overuseReports++
+	} else {
+		e.overuseSince, e.overuseReports = time.Time{}, 0
+	}
+	sustained := e.overuseReports >= 2 && now.Sub(e.overuseSince) >= overuseTime
 	probing := e.probeRate > 0
 	switch {
-	case (e.queueDelay > overuseDelay && rising) || e.excessLoss() > highLoss:
+	case (sustained && rising) || e.excessLoss() > highLoss:
 		e.state = StateDecrease
 		if probing || now.Sub(e.lastDecrease) < decreaseGap || now.Before(e.quietUntil) {
 			// a probe's congestion (its queue, or what overflowed) ends the

@@ -331,3 +331,49 @@ func TestEstimatorFeedbackTimeout(t *testing.T) {
 		t.Fatalf("after 3 s without feedback: %d (was %d), has feedback %v", got, before, e.HasFeedback())
 	}
 }
+
+// A receiver whose CPU stalls stamps the packets of the stall late, all at
+// once when it runs again: that is not a queue on the path, and the estimate
+// must not fall for it. A queue that persists still lowers it.
+func TestEstimatorIgnoresReceiverStall(t *testing.T) {
+	run := func(stall, queued time.Duration) (before, after int) {
+		e := NewEstimator(Config{Initial: 1_000_000})
+		t0 := time.Unix(1_700_000_000, 0)
+		ref := time.Unix(0, 0)
+		const prop = 20 * time.Millisecond
+		var seq uint16
+		var base uint16
+		var arrivals []time.Time
+		stallAt := 3 * time.Second
+		for ms := 0; ms < 5000; ms++ {
+			now := t0.Add(time.Duration(ms) * time.Millisecond)
+			if ms%5 == 0 { // 1200 bytes every 5 ms: 1.9 Mbit/s
+				e.OnPacketSent(seq, 1200, now)
+				seq++
+				at := time.Duration(ms)*time.Millisecond + prop
+				rel := time.Duration(ms) * time.Millisecond
+				switch {
+				case rel >= stallAt && rel < stallAt+stall:
+					at = stallAt + stall + prop // stamped when the receiver runs again
+				case rel >= stallAt && rel < stallAt+queued:
+					at += (rel - stallAt) / 4 // a queue growing by 250 µs per ms
+				}
+				arrivals = append(arrivals, ref.Add(at))
+			}
+			if ms%50 == 49 {
+				e.OnFeedback(feedback(base, arrivals, ref), now.Add(prop))
+				base, arrivals = seq, nil
+			}
+			if ms == int(stallAt/time.Millisecond)-1 {
+				before = e.Estimate()
+			}
+		}
+		return before, e.Estimate()
+	}
+	if b, a := run(90*time.Millisecond, 0); a < b {
+		t.Errorf("a 90 ms receiver stall lowered the estimate from %d to %d", b, a)
+	}
+	if b, a := run(0, time.Second); a >= b {
+		t.Errorf("a queue growing for a second left the estimate at %d (was %d)", a, b)
+	}
+}

@@ -166,6 +166,13 @@ func newBrowser(t *testing.T, w *testWriter, extra ...chromedp.ExecAllocatorOpti
 		opts = append(opts, chromedp.Flag(f, true))
 	}
 	opts = append(opts, extra...)
+	if f := os.Getenv("CHORUS_CHROME_LOG"); f != "" {
+		// debugging aid: Chromium's own log, with WebRTC's video receive
+		// path (frame assembly, reference finding, keyframe requests)
+		lf, _ := os.OpenFile(f, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		opts = append(opts, chromedp.CombinedOutput(lf), chromedp.Flag("enable-logging", "stderr"),
+			chromedp.Flag("vmodule", "*rtp_vp8_ref_finder*=3,*packet_buffer*=3,*frame_buffer*=3,*video_receive_stream*=3,*rtp_video_stream_receiver*=3,*timing*=1,*frame_buffer3*=3,*video_stream_buffer_controller*=3"))
+	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(allocCancel) // kills the browser if the graceful close below did not
 	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithLogf(w.logf), chromedp.WithErrorf(w.logf))

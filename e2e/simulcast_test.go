@@ -130,6 +130,10 @@ func (tb *tab) waitSim(deadline time.Time, what string, cond func(simState) bool
 	return poll(tb, deadline, what, tb.simSnapshot, cond)
 }
 
+// steadyFrames is how many frames a viewer decodes before the test treats
+// its stream as steady (two seconds at 30 frames per second).
+const steadyFrames = 60
+
 // decodingAt tracks one tab's inbound video until it has decoded at the
 // wanted width in two samples in a row with framesDecoded going up.
 type decodingAt struct {
@@ -334,11 +338,13 @@ func TestBrowserSimulcast(t *testing.T) {
 		}
 	}
 
-	// Switch small to the full layer at run time.
-	before, err := small.simSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Switch small to the full layer at run time, once its low layer has
+	// been decoding for a while: a freeze while the publisher's encoders
+	// are still starting up is not one caused by the switch.
+	before := small.waitSim(time.Now().Add(uiDeadline), "small decoding the low layer steadily", func(s simState) bool {
+		v, ok := s.video(trackID)
+		return ok && v.FramesDecoded >= steadyFrames
+	})
 	bigBefore, err := big.simSnapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -351,12 +357,14 @@ func TestBrowserSimulcast(t *testing.T) {
 	}
 	dSwitch := &decodingAt{tab: small, track: trackID, width: fullWidth, since: switchStart}
 	waitDecoding(t, time.Now().Add(uiDeadline), dSwitch)
-	// A freeze is counted when the late frame is rendered; give the
-	// renderer a moment after the switch before reading the count.
-	time.Sleep(time.Second)
+	// A freeze is counted when the late frame is rendered: read the count
+	// only after a second's worth of frames has been decoded at the new size.
+	vSwitch, _ := dSwitch.state.video(trackID)
 	after := small.waitSim(time.Now().Add(uiDeadline), "small's layer report after the switch", func(s simState) bool {
 		l, ok := s.Layers[trackID]
-		return ok && l.Layer == 2 && l.Reason == "best" && badge(s, pubID) == "HD"
+		v, _ := s.video(trackID)
+		return ok && l.Layer == 2 && l.Reason == "best" && badge(s, pubID) == "HD" &&
+			v.FramesDecoded >= vSwitch.FramesDecoded+steadyFrames/2
 	})
 	vAfter, _ := after.video(trackID)
 	t.Logf("small switched from %dx%d to %dx%d in %v (layerChanged 2 arrived %.0f ms after setMaxLayer); "+

@@ -48,11 +48,19 @@ func (p *Participant) SetTrackSettings(trackID string, s TrackSettings) error {
 		}
 		sub.storePrefLocked()
 	}
+	raised := ok && sub.hasGrant && (sub.limitLocked() > sub.grantLimit || (sub.grantPaused && !sub.paused))
 	p.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrTrackNotFound, trackID)
 	}
 	p.decide(time.Now(), sub)
+	if raised {
+		// the allocator prices the new wish against the estimate at once
+		select {
+		case p.allocKick <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
@@ -102,6 +110,10 @@ func (p *Participant) controlLoop() {
 			p.savePublisherLayers(now)
 		case <-p.layerKick:
 			p.tellLayers()
+		case <-p.allocKick:
+			if p.canSubscribe {
+				p.allocate(time.Now())
+			}
 		}
 	}
 }
@@ -171,6 +183,7 @@ func (p *Participant) allocate(now time.Time) {
 		s.hasGrant = estimated
 		if estimated {
 			s.grant = grants[i]
+			s.grantLimit, s.grantPaused = wishes[i].maxLayer, wishes[i].paused
 		}
 	}
 	p.mu.Unlock()
@@ -261,6 +274,7 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 		}
 	})
 	if extra > 0 {
+		p.log.Debug("bandwidth probe", "track", busiest.src.info.ID, "padding", extra, "step", next)
 		busiest.Probe(extra, bwe.ProbeDuration())
 		p.bw.mu.Lock()
 		p.bw.prober = busiest
@@ -274,6 +288,16 @@ func (p *Participant) decide(now time.Time, s *subscription) {
 	d := s.down
 	p.mu.Lock()
 	maxLayer, paused, grant, hasGrant := s.limitLocked(), s.paused, s.grant, s.hasGrant
+	if hasGrant && !paused && (maxLayer > s.grantLimit || s.grantPaused) {
+		// The wish rose since the last allocation, whose grant did not
+		// price it: no higher than that grant (or the lowest layer after a
+		// pause) until the allocator, kicked by the change, has run.
+		held := 0
+		if !s.grantPaused {
+			held = max(grant.Layer, 0)
+		}
+		maxLayer = min(maxLayer, held)
+	}
 	p.mu.Unlock()
 	if d.Kind() != webrtc.RTPCodecTypeVideo { // audio: only the subscriber's pause
 		if paused != d.paused.Load() {

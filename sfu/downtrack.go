@@ -363,6 +363,7 @@ func (d *DownTrack) enqueue(layer int, p CachedPacket) {
 		d.current.Store(int32(layer))
 		d.dropping = false
 		sw = true
+		d.log.Debug("layer switch", "from", cur, "to", layer)
 		if cur >= 0 {
 			d.switches.Add(1)
 		}
@@ -408,6 +409,7 @@ func (d *DownTrack) dropVideoLocked(layer int) {
 	if !d.waitKey {
 		d.waitKey = true
 		d.lastKFAsk = time.Time{}
+		d.log.Debug("dropping video until a keyframe", "layer", layer, "queued", len(d.queue))
 	}
 	d.askKeyframeLocked(layer)
 }
@@ -520,6 +522,7 @@ func (d *DownTrack) forward(q queued, buf []byte) {
 		d.dropped.Add(1)
 		if d.isVideo && !d.resync {
 			d.resync = true
+			d.log.Debug("packet gone from the cache: waiting for a keyframe", "layer", q.layer)
 			up.RequestKeyframe()
 		}
 		return
@@ -660,6 +663,7 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 		switch p := pkt.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.kfAsks.Add(1)
+			d.log.Debug("subscriber asks for a keyframe", "layer", d.CurrentLayer())
 			if u := d.src.Layer(d.CurrentLayer()); u != nil {
 				u.RequestKeyframe()
 			} else if w := d.wantedLayer(); w >= 0 {

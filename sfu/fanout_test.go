@@ -388,3 +388,49 @@ func TestH264Compatible(t *testing.T) {
 		t.Fatal("profiles differ")
 	}
 }
+
+// Publishers probe their uplink with RTX copies of packets already sent: a
+// packet the cache holds is not forwarded again, one older than the cache
+// reaches is not stored (it would overwrite a newer one), and a missing one
+// (a retransmission the SFU asked for) is forwarded.
+func TestUpTrackDropsDuplicates(t *testing.T) {
+	up := newVideoUp(nil)
+	up.ssrc.Store(1234)
+	w := &fakeWriter{}
+	d := bindDown(t, up, w, 0)
+	defer d.Close()
+	pz := &packetizer{seq: 100, perFrame: 2}
+	var sent [][]byte
+	for f := 0; f < 4; f++ {
+		sent = append(sent, pz.frameAt(f == 0)...)
+	}
+	missing := sent[5] // lost on the way in, asked for again later
+	for i, b := range sent {
+		if i != 5 {
+			up.handlePacket(b)
+		}
+	}
+	waitCount(t, w, 7)
+	up.handlePacket(sent[1]) // an RTX padding copy of a packet we have
+	up.handlePacket(sent[0])
+	up.handlePacket(missing) // the retransmission that repairs the gap
+	waitCount(t, w, 8)
+	// far behind the newest: older than the cache can hold
+	old := append([]byte(nil), sent[2]...)
+	binary.BigEndian.PutUint16(old[2:], 100-uint16(up.cache.Size()))
+	up.handlePacket(old)
+	// a frame after them all: once it is out, nothing else can be queued
+	for _, b := range pz.frameAt(false) {
+		up.handlePacket(b)
+	}
+	waitCount(t, w, 10)
+	if got := w.n.Load(); got != 10 {
+		t.Fatalf("forwarded %d packets, want 10 (7 first sent, the repair, the last frame)", got)
+	}
+	if st := up.Stats(); st.Duplicates != 3 {
+		t.Fatalf("counted %d duplicates, want 3", st.Duplicates)
+	}
+	if _, ok := up.cache.Header(100 - uint16(up.cache.Size())); ok {
+		t.Fatal("a packet older than the cache was stored")
+	}
+}

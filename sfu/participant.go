@@ -22,6 +22,10 @@ type subscription struct {
 	paused    bool // the subscriber paused the track
 	grant     bwe.Grant
 	hasGrant  bool // grant is the bandwidth allocator's last word
+	// the wish the grant was made for: a wish raised since then is held
+	// at the grant until the allocator has priced it
+	grantLimit  int
+	grantPaused bool
 }
 
 // Participant is a room member with up to two PeerConnections: a publisher
@@ -60,6 +64,7 @@ type Participant struct {
 	layerMu      sync.Mutex
 	layerPending map[string]layerNote
 	layerKick    chan struct{}
+	allocKick    chan struct{} // a wish rose: allocate now, not at the next tick
 	done         chan struct{} // closed by Close: stops the control loop
 
 	pubRTT atomic.Int64 // nanoseconds: see PublisherRTT
@@ -76,6 +81,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		done:      make(chan struct{}),
 		bw:        newBandwidth(),
 		layerKick: make(chan struct{}, 1),
+		allocKick: make(chan struct{}, 1),
 	}
 	return p
 }

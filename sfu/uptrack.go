@@ -35,6 +35,10 @@ type UpTrackStats struct {
 	KeyframeRequests uint64 // PLIs actually sent upstream
 	Malformed        uint64
 	NACKsSent        uint64 // packets asked for again
+	// Duplicates: packets received again (a publisher's RTX padding
+	// resends old packets to probe its uplink), or too old to be stored
+	// without overwriting newer ones; neither is forwarded
+	Duplicates uint64
 }
 
 // UpTrack is one incoming stream from a publisher. A single reader goroutine
@@ -72,7 +76,7 @@ type UpTrack struct {
 	timer *time.Timer
 	done  chan struct{}
 
-	packets, bytes, plis, malformed, nacksSent atomic.Uint64
+	packets, bytes, plis, malformed, nacksSent, duplicates atomic.Uint64
 
 	// reader state, owned by the reader goroutine
 	havePrev bool
@@ -191,6 +195,7 @@ func (t *UpTrack) Stats() UpTrackStats {
 	return UpTrackStats{
 		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
 		KeyframeRequests: t.plis.Load(), Malformed: t.malformed.Load(), NACKsSent: t.nacksSent.Load(),
+		Duplicates: t.duplicates.Load(),
 	}
 }
 
@@ -275,6 +280,16 @@ func (t *UpTrack) handlePacket(b []byte) {
 	t.bytes.Add(uint64(len(b)))
 
 	inOrder := !t.havePrev || seqNewer(r.seq, t.lastSeq)
+	if !inOrder {
+		// A packet behind the newest: a retransmission the SFU asked for,
+		// or one it already has (publishers probe their uplink with RTX
+		// copies of old packets). Only a missing one is stored and handed
+		// on; one older than the cache reaches would overwrite a newer one.
+		if _, have := t.cache.Header(r.seq); have || t.lastSeq-r.seq >= uint16(t.cache.Size()) {
+			t.duplicates.Add(1)
+			return
+		}
+	}
 	frameStart := !t.havePrev || (inOrder && r.timestamp != t.lastTS)
 	if inOrder {
 		t.havePrev, t.lastSeq, t.lastTS = true, r.seq, r.timestamp
@@ -399,6 +414,7 @@ func (t *UpTrack) sendPLI() {
 		return
 	}
 	t.plis.Add(1)
+	t.log.Debug("keyframe request to the publisher", "layer", t.layer)
 	if err := t.requestKF(ssrc); err != nil {
 		t.log.Debug("keyframe request failed", "err", err)
 	}

@@ -72,15 +72,26 @@ func (n *numbering) rewrite(p []byte, f idFields, record bool) {
 			pid = (f.pid + n.pidOff) & 0x7F
 			p[f.pidOff] = byte(pid)
 		}
-		if record {
+		// a late packet (sent out of order) keeps the last numbers: a switch
+		// must continue after the newest picture, not after a late one
+		if record && (!n.havePID || pidNewer(pid, n.lastPID, f.pid15)) {
 			n.lastPID, n.havePID = pid, true
 		}
 	}
 	if f.tl0Off >= 0 {
 		v := f.tl0 + n.tl0Off
 		p[f.tl0Off] = v
-		if record {
+		if record && (!n.haveTL0 || int8(v-n.lastTL0) >= 0) {
 			n.lastTL0, n.haveTL0 = v, true
 		}
 	}
+}
+
+// pidNewer reports whether picture ID a is at or after b (15- or 7-bit
+// arithmetic).
+func pidNewer(a, b uint16, long bool) bool {
+	if long {
+		return (a-b)&0x7FFF < 0x4000
+	}
+	return (a-b)&0x7F < 0x40
 }

@@ -96,7 +96,7 @@ func (m *VP8Munger) munge(p []byte, record bool) {
 	if f.keyOff >= 0 {
 		v := (f.keyIdx + m.keyOff) & 0x1F
 		p[f.keyOff] = p[f.keyOff]&0xE0 | v
-		if record {
+		if record && (!m.haveKey || (v-m.lastKey)&0x1F < 0x10) {
 			m.lastKey, m.haveKey = v, true
 		}
 	}

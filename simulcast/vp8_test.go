@@ -32,3 +32,29 @@ func TestVP8MungerContinuesNumbering(t *testing.T) {
 		}
 	}
 }
+
+// A late packet (a retransmission forwarded out of order, or an old packet a
+// publisher resent as padding) must not become the "last" numbers: the next
+// switch would then restart the picture IDs and TL0PICIDX behind what the
+// subscriber already has, and its decoder would drop frames as already seen.
+func TestVP8MungerLatePacketKeepsNewest(t *testing.T) {
+	var m VP8Munger
+	// 15-bit picture ID this time
+	pkt := func(pid uint16, tl0, key byte) []byte {
+		return []byte{0x90, 0xD0, 0x80 | byte(pid>>8), byte(pid), tl0, 0x20 | key&0x1F, 0}
+	}
+	first := pkt(1000, 50, 3)
+	m.Switch(first)
+	m.Munge(first)
+	for i := uint16(1); i <= 20; i++ {
+		m.Munge(pkt(1000+i, 50+byte(i/4), 3))
+	}
+	m.Munge(pkt(900, 20, 1)) // late
+	k := pkt(7, 200, 9)      // the next layer's keyframe
+	m.Switch(k)
+	m.Munge(k)
+	pid := uint16(k[2]&0x7F)<<8 | uint16(k[3])
+	if pid != 1021 || k[4] != 56 || k[5]&0x1F != 4 {
+		t.Fatalf("after a late packet the switch continued at picture ID %d, TL0PICIDX %d, KEYIDX %d; want 1021, 56, 4", pid, k[4], k[5]&0x1F)
+	}
+}
