@@ -342,7 +342,7 @@ func (d *DownTrack) Close() {
 // more than half full at its first packet, and the rest of a frame is
 // dropped when the queue overflows in its middle.
 func (d *DownTrack) enqueue(layer int, p CachedPacket) {
-	if !d.bound.Load() || d.paused.Load() {
+	if !d.bound.Load() || d.paused.Load() || d.src.blocked.Load() {
 		return
 	}
 	cur, tgt := int(d.current.Load()), d.wantedLayer()

@@ -16,6 +16,15 @@ type TrackObserver interface {
 	RoomClosed()
 }
 
+// ParticipantObserver is a TrackObserver that is also told of
+// participants joining and leaving (same rules: called with the room
+// locked, must not block).
+type ParticipantObserver interface {
+	TrackObserver
+	ParticipantJoined(ParticipantInfo)
+	ParticipantLeft(ParticipantInfo)
+}
+
 // Observe registers o. It returns the tracks published now (o is told only
 // of later changes) and a function that unregisters o; ErrRoomClosed when
 // the room has closed.

@@ -517,6 +517,9 @@ func (p *Participant) SetTrackMuted(trackID string, muted bool) error {
 	if found == nil {
 		return nil
 	}
+	if found.blocked.Load() {
+		return nil // muted by an operator: the publisher cannot unmute it
+	}
 	if found.muted.Swap(muted) != muted {
 		p.room.trackMuted(found)
 	}

@@ -44,6 +44,9 @@ type PublishedTrack struct {
 	info  TrackInfo
 	codec webrtc.RTPCodecParameters
 	muted atomic.Bool
+	// blocked: an operator muted the track; nothing of it is forwarded
+	// until unblocked, whatever the publisher says
+	blocked atomic.Bool
 
 	mu     sync.Mutex // guards layers and downs changes
 	layers [MaxLayers]atomic.Pointer[UpTrack]

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -109,6 +110,11 @@ func (r *Room) addParticipant(p *Participant) error {
 	for _, q := range r.participants {
 		q.listener.ParticipantJoined(info)
 	}
+	for _, o := range r.observers {
+		if po, ok := o.(ParticipantObserver); ok {
+			po.ParticipantJoined(info)
+		}
+	}
 	r.participants[p.id] = p
 	if p.autoSubscribe {
 		for _, t := range r.sortedTracksLocked() {
@@ -138,6 +144,11 @@ func (r *Room) removeParticipant(p *Participant) {
 	info := p.info(nil)
 	for _, q := range r.participants {
 		q.listener.ParticipantLeft(info)
+	}
+	for _, o := range r.observers {
+		if po, ok := o.(ParticipantObserver); ok {
+			po.ParticipantLeft(info)
+		}
 	}
 	empty := len(r.participants) == 0
 	if empty {
@@ -319,4 +330,19 @@ func (r *Room) Close() {
 	for _, p := range ps {
 		p.Close()
 	}
+}
+
+// MuteTrack mutes (or unmutes) a published track for everyone, as an
+// operator: its media stops being forwarded to subscribers and recorders,
+// and the room is told it is muted. The publisher cannot unmute it.
+func (r *Room) MuteTrack(trackID string, muted bool) error {
+	t, ok := r.Track(trackID)
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrTrackNotFound, trackID)
+	}
+	t.blocked.Store(muted)
+	if t.muted.Swap(muted) != muted {
+		r.trackMuted(t)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 )
@@ -29,6 +31,11 @@ type Config struct {
 	UDPIP string
 	// NAT1To1IPs are public addresses advertised instead of the local ones.
 	NAT1To1IPs []string
+	// TCPPort, if not 0, also accepts ICE over TCP (RFC 6544: passive
+	// candidates, clients connect) on this port, for clients whose network
+	// blocks UDP; -1 picks an ephemeral port (tests: see TCPAddr). UDPIP
+	// and NAT1To1IPs apply to it as well. 0: ICE over UDP only.
+	TCPPort int
 	// KeyframeInterval is the minimum time between keyframe requests sent to
 	// one publisher stream (default 500 ms).
 	KeyframeInterval time.Duration
@@ -54,6 +61,8 @@ type SFU struct {
 	log    *slog.Logger
 	api    *webrtc.API
 	mux    *ice.MultiUDPMuxDefault
+	tcpMux ice.TCPMux // nil: ICE over TCP off
+	tcpLn  net.Listener
 	codecs []webrtc.RTPCodecParameters
 	rooms  RoomDirectory
 	taps   *tapFactory
@@ -138,7 +147,18 @@ func New(cfg Config) (*SFU, error) {
 	se.SetICEUDPMux(mux)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(filter)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	if cfg.TCPPort != 0 {
+		if err := s.listenTCP(); err != nil {
+			_ = mux.Close()
+			return nil, err
+		}
+		se.SetICETCPMux(s.tcpMux)
+		// passive only: the SFU never dials the addresses clients send
+		se.DisableActiveTCP(true)
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+	}
+	se.SetNetworkTypes(networks)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if ip := net.ParseIP(cfg.UDPIP); ip != nil && ip.IsLoopback() {
 		// A loopback-bound server cannot reach other addresses: ignore them.
@@ -312,5 +332,46 @@ func (s *SFU) Close() error {
 	for _, r := range s.rooms.List() {
 		r.Close()
 	}
-	return s.mux.Close()
+	err := s.mux.Close()
+	if s.tcpMux != nil {
+		err = errors.Join(err, s.tcpMux.Close()) // closes the listener too
+	}
+	return err
+}
+
+// listenTCP opens the ICE-TCP port (on UDPIP when set; IPv4, like the UDP
+// mux) and the mux that hands its connections to PeerConnections.
+func (s *SFU) listenTCP() error {
+	port := s.cfg.TCPPort
+	if port < 0 {
+		port = 0
+	}
+	addr := &net.TCPAddr{Port: port}
+	if s.cfg.UDPIP != "" {
+		addr.IP = net.ParseIP(s.cfg.UDPIP) // checked by New
+	}
+	var ln net.Listener
+	var err error
+	if s.cfg.Net != nil {
+		ln, err = s.cfg.Net.ListenTCP("tcp4", addr)
+	} else {
+		ln, err = net.ListenTCP("tcp4", addr)
+	}
+	if err != nil {
+		return fmt.Errorf("sfu: open ICE-TCP port %d: %w", port, err)
+	}
+	s.tcpLn = ln
+	// 64 packets of read buffer per connection: a full buffer pauses
+	// reading (TCP backpressure) rather than dropping
+	s.tcpMux = webrtc.NewICETCPMux(logging.NewDefaultLoggerFactory().NewLogger("ice-tcp"), ln, 64)
+	s.log.Info("ICE over TCP", "addr", ln.Addr())
+	return nil
+}
+
+// TCPAddr is the ICE-TCP listening address; nil when ICE over TCP is off.
+func (s *SFU) TCPAddr() net.Addr {
+	if s.tcpLn == nil {
+		return nil
+	}
+	return s.tcpLn.Addr()
 }

@@ -45,6 +45,9 @@ const (
 	TypeRecordingStarted = "recordingStarted"
 	TypeRecordingStopped = "recordingStopped"
 	TypeRecording        = "recording"
+	// TypeReconnect (server to client): the server is draining; the client
+	// should leave and join again (another node will take it).
+	TypeReconnect = "reconnect"
 )
 
 // Error codes carried by error messages. They are stable: clients branch on them.
@@ -63,6 +66,11 @@ const (
 	CodeNotFound         = "not_found"         // no such participant (or room) to record
 	CodeAlreadyRecording = "already_recording" // what was asked for is recorded already
 	CodeNotRecording     = "not_recording"     // what was asked to stop is not recorded
+	CodeUnauthorized     = "unauthorized"      // missing, malformed, expired or forged access token
+	CodeLimit            = "limit_exceeded"    // a room, participant or track limit
+	CodeRateLimited      = "rate_limited"      // messages faster than the connection's rate limit
+	CodeUnavailable      = "unavailable"       // the server is draining
+	CodeRemoved          = "removed"           // an operator removed the participant
 )
 
 // Targets of offer, answer and candidate messages.
@@ -116,6 +124,18 @@ type Message struct {
 	// CanRecord, on joined, says that the client may send startRecording
 	// and stopRecording.
 	CanRecord bool `json:"canRecord,omitempty"`
+	// Token, on join, is the client's access token (it may instead come
+	// with the WebSocket URL as ?access_token= or an Authorization header).
+	Token string `json:"token,omitempty"`
+	// ICEServers, on joined, are the STUN/TURN servers the client should
+	// configure its connections with (TURN credentials included).
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
+	// Identity, on joined, is the identity of the client's access token.
+	Identity string `json:"identity,omitempty"`
+	// CanPublish and CanSubscribe, on joined, are the client's grants
+	// (omitted with no tokens: everything is allowed).
+	CanPublish   *bool `json:"canPublish,omitempty"`
+	CanSubscribe *bool `json:"canSubscribe,omitempty"`
 }
 
 // Participant describes a room member.

@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/chorus-sfu/chorus/auth"
 	"github.com/chorus-sfu/chorus/sfu"
 )
 
@@ -28,6 +30,14 @@ type Config struct {
 	// ClientRecording allows clients to start and stop recordings over the
 	// WebSocket.
 	ClientRecording bool
+	// Auth verifies access tokens; nil: no tokens, every client may join
+	// any room, publish, subscribe and (with ClientRecording) record.
+	Auth *auth.Verifier
+	// Limits bound rooms, participants, tracks and rates (zero: none).
+	Limits Limits
+	// ICEServers, if set, lists the STUN/TURN servers (with credentials
+	// for the identity) that a joining client is told to use.
+	ICEServers func(identity string) []ICEServer
 }
 
 // RecordingControl is the server-side recorder as the signaling server sees
@@ -63,7 +73,12 @@ type Server struct {
 	sessions  map[*session]struct{}
 	rooms     map[string]map[*session]struct{} // joined WebSocket sessions by room name
 	resources map[string]*resource             // WHIP/WHEP sessions by resource ID
+	occupancy map[string]int                   // participants by room, for the limits
+	draining  bool
 	wg        sync.WaitGroup
+
+	ipLimit                                ipLimiter
+	msgsIn, msgsOut, rateLimited, rejected atomic.Uint64
 }
 
 // NewServer creates a signaling server over an SFU.
@@ -83,6 +98,7 @@ func NewServer(s *sfu.SFU, cfg Config) *Server {
 		sessions:  map[*session]struct{}{},
 		rooms:     map[string]map[*session]struct{}{},
 		resources: map[string]*resource{},
+		occupancy: map[string]int{},
 	}
 }
 
@@ -102,11 +118,15 @@ func (s *Server) Register(mux *http.ServeMux) {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !s.admitConnection(w, r) {
+		return
+	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
 	sess := newSession(s, conn)
+	sess.urlToken = auth.FromRequest(r)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -128,9 +148,21 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		s.mu.Unlock()
+		if sess.reserved != "" {
+			s.release(sess.reserved)
+		}
 		s.wg.Done()
 	}()
 	sess.run()
+}
+
+// mustMarshal encodes a message made of plain fields (cannot fail).
+func mustMarshal(m Message) []byte {
+	data, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return data
 }
 
 // RecordingChanged tells every WebSocket session joined to room who in it is
@@ -163,8 +195,9 @@ func (s *Server) canRecord() bool { return s.cfg.Recording != nil && s.cfg.Clien
 // addToRoom lists a session that has just joined room (its joined message
 // is queued) among the room's members, so that it receives recording
 // notices from now on, and tells it who is being recorded already.
-func (s *Server) addToRoom(sess *session, room string) {
+func (s *Server) addToRoom(sess *session, room, participantID string) {
 	s.mu.Lock()
+	sess.pid = participantID
 	members := s.rooms[room]
 	if members == nil {
 		members = map[*session]struct{}{}
@@ -209,4 +242,34 @@ func (s *Server) Close() {
 		r.p.Close()
 	}
 	s.wg.Wait()
+}
+
+// Remove disconnects a participant (an operator's decision): a WebSocket
+// client is told why (an error with code removed) before its connection
+// closes; a WHIP or WHEP session ends. It reports whether the participant
+// was found.
+func (s *Server) Remove(room, participantID, reason string) bool {
+	s.mu.Lock()
+	var target *session
+	for sess := range s.rooms[room] {
+		if sess.pid == participantID {
+			target = sess
+		}
+	}
+	var res string
+	for id, r := range s.resources {
+		if r.room == room && r.p.ID() == participantID {
+			res = id
+		}
+	}
+	s.mu.Unlock()
+	if target != nil {
+		target.send(errorMsg("", protoErr(CodeRemoved, "removed from the room: %s", reason)))
+		target.closeAfterFlush(websocket.CloseNormalClosure, "removed")
+		return true
+	}
+	if res != "" {
+		return s.removeResource(res)
+	}
+	return false
 }

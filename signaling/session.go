@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/chorus-sfu/chorus/auth"
 	"github.com/chorus-sfu/chorus/recorder/store"
 	"github.com/chorus-sfu/chorus/sfu"
 )
@@ -48,7 +49,17 @@ type session struct {
 
 	// guarded by srv.mu
 	room       string // the room joined, once the session receives its recording notices
+	pid        string // the participant's ID in it
 	recNotices int    // recording notices queued so far
+
+	// set before run
+	urlToken string // access token from the WebSocket URL or headers
+
+	// owned by the loop goroutine until it ends, then read by the server
+	reserved string       // the room counted for this session (limits)
+	claims   *auth.Claims // the access token's, once joined
+	rate     bucket       // message rate limit
+	limited  int          // messages refused by the rate limit in a row
 
 	// owned by the loop goroutine
 	p           *sfu.Participant
@@ -192,6 +203,7 @@ func (s *session) send(m Message) {
 func (s *session) queue(data []byte) {
 	select {
 	case s.out <- data:
+		s.srv.msgsOut.Add(1)
 	case <-s.done:
 	default:
 		s.log.Warn("client too slow, closing")
@@ -252,6 +264,10 @@ func (s *session) loop() {
 		case <-s.done:
 			return
 		case data := <-s.in:
+			s.srv.msgsIn.Add(1)
+			if !s.admitMessage() {
+				return
+			}
 			m, err := Decode(data)
 			if err != nil {
 				s.sendError(m.ID, err)
@@ -300,6 +316,10 @@ func (s *session) handle(m Message) bool {
 	case TypeOffer:
 		if m.Target != TargetPublisher {
 			s.sendError(m.ID, protoErr(CodeBadRequest, "the server makes subscriber offers; offer target must be publisher"))
+			return true
+		}
+		if err := s.srv.checkTracks(m.SDP); err != nil {
+			s.sendError(m.ID, err)
 			return true
 		}
 		if len(m.Sources) > 0 {
@@ -357,6 +377,10 @@ func (s *session) recordingRequest(m Message) {
 		s.sendError(m.ID, protoErr(CodeNotPermitted, "clients may not start or stop recordings on this server"))
 		return
 	}
+	if g := s.claims.Grants; !g.Record && !g.Admin {
+		s.sendError(m.ID, protoErr(CodeNotPermitted, "the access token has no record grant"))
+		return
+	}
 	room := s.p.Room().Name()
 	if m.Room != "" && m.Room != room {
 		s.sendError(m.ID, protoErr(CodeNotPermitted, "a client can only record its own room"))
@@ -393,10 +417,63 @@ func (s *session) runRecordingRequest(ctl RecordingControl, room string, m Messa
 	return errorMsg(m.ID, err)
 }
 
+// admitMessage applies the connection's message rate limit. A refused
+// message gets a rate_limited error (one per burst); a client that goes on
+// sending a whole burst's worth past the limit is disconnected. It returns
+// false when the session ends.
+func (s *session) admitMessage() bool {
+	l := s.srv.cfg.Limits
+	if l.MessagesPerSecond <= 0 {
+		return true
+	}
+	burst := max(l.MessageBurst, 1)
+	if s.rate.take(time.Now(), l.MessagesPerSecond, burst) {
+		s.limited = 0
+		return true
+	}
+	s.srv.rateLimited.Add(1)
+	s.limited++
+	if s.limited == 1 {
+		s.sendError("", protoErr(CodeRateLimited, "more than %g messages per second: message dropped", l.MessagesPerSecond))
+	}
+	if s.limited > burst {
+		s.log.Warn("disconnecting a client over its message rate", "limit", l.MessagesPerSecond)
+		s.sendError("", protoErr(CodeRateLimited, "disconnected: messages far above %g per second", l.MessagesPerSecond))
+		s.closeAfterFlush(websocket.ClosePolicyViolation, "rate limit")
+		return false
+	}
+	return true
+}
+
 func (s *session) join(m Message) {
+	token := m.Token
+	if token == "" {
+		token = s.urlToken
+	}
+	claims, err := s.srv.authorize(token, m.Room, auth.GrantJoin)
+	if err != nil {
+		s.sendError(m.ID, err)
+		return
+	}
+	if err := s.srv.reserve(m.Room); err != nil {
+		s.srv.rejected.Add(1)
+		s.sendError(m.ID, err)
+		return
+	}
+	s.reserved = m.Room
+	name := m.Name
+	if s.srv.cfg.Auth != nil && claims.Name != "" {
+		name = claims.Name // the token's name wins over the client's
+	}
+	if name == "" {
+		name = claims.Identity()
+	}
+	s.claims = claims
+	g := claims.Grants
+	publish, subscribe := g.Publish || g.Admin, g.Subscribe || g.Admin
 	p, err := s.srv.sfu.Join(m.Room, sfu.JoinOptions{
-		Name: m.Name, Listener: (*sessionListener)(s),
-		Publish: true, Subscribe: true, AutoSubscribe: true,
+		Name: name, Listener: (*sessionListener)(s),
+		Publish: publish, Subscribe: subscribe, AutoSubscribe: subscribe,
 		// runs under the room's lock: joined precedes every later event
 		OnJoined: func(self sfu.ParticipantInfo, others []sfu.ParticipantInfo) {
 			list := make([]Participant, 0, len(others))
@@ -404,16 +481,25 @@ func (s *session) join(m Message) {
 				list = append(list, participantMsg(pi))
 			}
 			me := participantMsg(self)
-			s.send(Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &me, Participants: list,
-				CanRecord: s.srv.canRecord()})
+			joined := Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &me, Participants: list,
+				CanRecord: s.srv.canRecord() && (g.Record || g.Admin)}
+			if s.srv.cfg.Auth != nil {
+				joined.Identity, joined.CanPublish, joined.CanSubscribe = claims.Identity(), &publish, &subscribe
+			}
+			if f := s.srv.cfg.ICEServers; f != nil {
+				joined.ICEServers = f(claims.Identity())
+			}
+			s.send(joined)
 		},
 	})
 	if err != nil {
+		s.srv.release(m.Room)
+		s.reserved = ""
 		s.sendError(m.ID, err)
 		return
 	}
 	s.p = p
-	s.srv.addToRoom(s, p.Room().Name())
+	s.srv.addToRoom(s, p.Room().Name(), p.ID())
 }
 
 // negotiate sends a server offer on the subscriber connection, or marks

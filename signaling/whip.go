@@ -14,6 +14,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/chorus-sfu/chorus/auth"
 	"github.com/chorus-sfu/chorus/sfu"
 )
 
@@ -22,8 +23,9 @@ const MaxSDPSize = 128 << 10
 
 // resource is one WHIP publisher or WHEP viewer.
 type resource struct {
-	id string
-	p  *sfu.Participant
+	id   string
+	room string
+	p    *sfu.Participant
 }
 
 // resourceListener ends a WHIP/WHEP session when its connection fails
@@ -59,13 +61,13 @@ func (s *Server) removeResourceAsync(id string) {
 	}()
 }
 
-func (s *Server) addResource(p *sfu.Participant, id string) bool {
+func (s *Server) addResource(p *sfu.Participant, id, room string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	s.resources[id] = &resource{id: id, p: p}
+	s.resources[id] = &resource{id: id, room: room, p: p}
 	return true
 }
 
@@ -76,6 +78,7 @@ func (s *Server) removeResource(id string) bool {
 	s.mu.Unlock()
 	if ok {
 		r.p.Close()
+		s.release(r.room)
 	}
 	return ok
 }
@@ -158,25 +161,48 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "name must be at most %d printable bytes", MaxNameLen)
 		return
 	}
+	if !s.admitConnection(w, r) {
+		return
+	}
+	claims, err := s.authorize(auth.FromRequest(r), room, auth.GrantJoin, auth.GrantPublish)
+	if err != nil {
+		httpError(w, authHTTPStatus(err), "%v", err)
+		return
+	}
+	if s.cfg.Auth != nil && claims.Name != "" {
+		name = claims.Name
+	}
 	offer, ok := readOffer(w, r)
 	if !ok {
+		return
+	}
+	if err := s.checkTracks(offer.SDP); err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if err := s.reserve(room); err != nil {
+		s.rejected.Add(1)
+		httpError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
 	id := newResourceID()
 	p, err := s.sfu.Join(room, sfu.JoinOptions{Name: name, Publish: true,
 		Listener: &resourceListener{srv: s, id: id}})
 	if err != nil {
+		s.release(room)
 		httpError(w, http.StatusServiceUnavailable, "cannot join room: %v", err)
 		return
 	}
 	ans, err := p.HandlePublisherOffer(offer)
 	if err != nil {
 		p.Close()
+		s.release(room)
 		httpError(w, sdpStatus(err), "cannot use the SDP offer: %v", err)
 		return
 	}
-	if !s.addResource(p, id) {
+	if !s.addResource(p, id, room) {
 		p.Close()
+		s.release(room)
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
@@ -186,6 +212,13 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) {
 // whepPost plays one participant: POST /whep/{room}/{name} with an SDP offer.
 func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 	roomName, target := r.PathValue("room"), r.PathValue("name")
+	if !s.admitConnection(w, r) {
+		return
+	}
+	if _, err := s.authorize(auth.FromRequest(r), roomName, auth.GrantJoin, auth.GrantSubscribe); err != nil {
+		httpError(w, authHTTPStatus(err), "%v", err)
+		return
+	}
 	offer, ok := readOffer(w, r)
 	if !ok {
 		return
@@ -207,26 +240,33 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "participant %q publishes no media", target)
 		return
 	}
+	if err := s.reserve(roomName); err != nil {
+		s.rejected.Add(1)
+		httpError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
 	id := newResourceID()
 	p, err := s.sfu.Join(roomName, sfu.JoinOptions{Name: "whep:" + pub.Name(), Subscribe: true,
 		Listener: &resourceListener{srv: s, id: id, target: pub.ID()}})
 	if err != nil {
+		s.release(roomName)
 		httpError(w, http.StatusServiceUnavailable, "cannot join room: %v", err)
 		return
 	}
 	ans, err := p.HandleSubscriberOffer(offer, tracks)
-	if errors.Is(err, sfu.ErrNotPublishing) {
-		p.Close()
-		httpError(w, http.StatusNotFound, "participant %q stopped publishing", target)
-		return
-	}
 	if err != nil {
 		p.Close()
-		httpError(w, sdpStatus(err), "cannot use the SDP offer: %v", err)
+		s.release(roomName)
+		if errors.Is(err, sfu.ErrNotPublishing) {
+			httpError(w, http.StatusNotFound, "participant %q stopped publishing", target)
+		} else {
+			httpError(w, sdpStatus(err), "cannot use the SDP offer: %v", err)
+		}
 		return
 	}
-	if !s.addResource(p, id) {
+	if !s.addResource(p, id, roomName) {
 		p.Close()
+		s.release(roomName)
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,11 +11,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/chorus-sfu/chorus/auth"
 	"github.com/chorus-sfu/chorus/internal/server"
 )
 
@@ -25,73 +25,10 @@ func main() {
 	}
 }
 
-type options struct {
-	listen   string
-	udpPort  int
-	udpIP    string
-	nat1to1  string
-	logLevel string
-	bwe      bool
-
-	recDir          string
-	recMaxAge       time.Duration
-	recMaxBytes     int64
-	autoRecord      string
-	clientRecording string
-	apiKey          string
-}
-
-// parseFlags reads flags; every flag also reads CHORUS_<NAME> from the
-// environment (flags win).
-func parseFlags(args []string, getenv func(string) string) (options, error) {
-	var o options
-	fs := flag.NewFlagSet("chorus", flag.ContinueOnError)
-	env := func(name, def string) string {
-		if v := getenv("CHORUS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); v != "" {
-			return v
-		}
-		return def
-	}
-	fs.StringVar(&o.listen, "listen", env("listen", "127.0.0.1:7880"), "HTTP and WebSocket address (env CHORUS_LISTEN)")
-	port, err := strconv.Atoi(env("udp-port", "7882"))
-	if err != nil {
-		return o, fmt.Errorf("CHORUS_UDP_PORT: %w", err)
-	}
-	fs.IntVar(&o.udpPort, "udp-port", port, "the single UDP port for all media (env CHORUS_UDP_PORT)")
-	fs.StringVar(&o.udpIP, "udp-ip", env("udp-ip", ""),
-		"restrict media to this local IP (default: every interface, loopback included) (env CHORUS_UDP_IP)")
-	fs.StringVar(&o.nat1to1, "nat-1to1-ips", env("nat-1to1-ips", ""),
-		"comma-separated public IPs advertised for media (env CHORUS_NAT_1TO1_IPS)")
-	fs.BoolVar(&o.bwe, "bwe", env("bwe", "true") != "false" && env("bwe", "true") != "0",
-		"limit each subscriber's simulcast layers to its estimated bandwidth; --bwe=false to turn off (env CHORUS_BWE)")
-	fs.StringVar(&o.logLevel, "log-level", env("log-level", "info"), "debug, info, warn or error (env CHORUS_LOG_LEVEL)")
-	fs.StringVar(&o.recDir, "recordings-dir", env("recordings-dir", "recordings"),
-		"folder for server-side recordings; empty: recording off (env CHORUS_RECORDINGS_DIR)")
-	maxAge, err := time.ParseDuration(env("recordings-max-age", "0s"))
-	if err != nil {
-		return o, fmt.Errorf("CHORUS_RECORDINGS_MAX_AGE: %w", err)
-	}
-	fs.DurationVar(&o.recMaxAge, "recordings-max-age", maxAge,
-		"delete finished recordings older than this, e.g. 720h; 0: keep (env CHORUS_RECORDINGS_MAX_AGE)")
-	maxBytes, err := strconv.ParseInt(env("recordings-max-bytes", "0"), 10, 64)
-	if err != nil {
-		return o, fmt.Errorf("CHORUS_RECORDINGS_MAX_BYTES: %w", err)
-	}
-	fs.Int64Var(&o.recMaxBytes, "recordings-max-bytes", maxBytes,
-		"delete the oldest finished recordings while the folder holds more bytes than this; 0: no limit (env CHORUS_RECORDINGS_MAX_BYTES)")
-	fs.StringVar(&o.autoRecord, "auto-record", env("auto-record", ""),
-		"comma-separated rooms recorded from their start; * for every room (env CHORUS_AUTO_RECORD)")
-	fs.StringVar(&o.clientRecording, "client-recording", env("client-recording", "auto"),
-		"let participants start and stop recordings: true, false, or auto (only on a loopback address) (env CHORUS_CLIENT_RECORDING)")
-	fs.StringVar(&o.apiKey, "api-key", env("api-key", ""),
-		"key the recordings HTTP API requires (Authorization: Bearer <key>); without it the API only answers on loopback (env CHORUS_API_KEY)")
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	return o, nil
-}
-
 func run(args []string, getenv func(string) string) error {
+	if len(args) > 0 && args[0] == "token" {
+		return tokenCommand(args[1:], getenv, os.Stdout)
+	}
 	o, err := parseFlags(args, getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -104,36 +41,35 @@ func run(args []string, getenv func(string) string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	var nat []string
-	if o.nat1to1 != "" {
-		nat = strings.Split(o.nat1to1, ",")
-	}
-	rec := server.RecordingConfig{Dir: o.recDir, MaxAge: o.recMaxAge, MaxBytes: o.recMaxBytes, APIKey: o.apiKey}
-	if o.autoRecord != "" {
-		rec.AutoRecord = strings.Split(o.autoRecord, ",")
-	}
-	switch o.clientRecording {
-	case "true", "1":
-		rec.ClientRecording = true
-	case "false", "0":
-	case "auto":
-		rec.ClientRecording = isLoopback(o.listen)
-	default:
-		return fmt.Errorf("--client-recording: %q is not true, false or auto", o.clientRecording)
-	}
-	srv, err := server.Start(server.Config{Listen: o.listen, UDPPort: o.udpPort, UDPIP: o.udpIP, NAT1To1IPs: nat,
-		NoBandwidthAllocation: !o.bwe, Recording: rec, Logger: log})
+	cfg, err := serverConfig(o, log)
 	if err != nil {
 		return err
 	}
-	log.Info("chorus started", "http", o.listen, "media", fmt.Sprint(srv.MediaAddrs()), "recordings", o.recDir)
+	srv, err := server.Start(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("chorus started", "http", o.listen, "media", fmt.Sprint(srv.MediaAddrs()), "recordings", o.recDir,
+		"tokens", len(cfg.Keys) > 0)
 	fmt.Printf("Chorus is running. Open %s?room=demo in two browser tabs to start a call.\n", srv.URL())
 
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case s := <-sigs:
-		log.Info("shutting down", "signal", s.String())
+		log.Info("draining", "signal", s.String(), "timeout", o.drainTimeout)
+		srv.Drain()
+		ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+		go func() { // a second signal ends the drain at once
+			select {
+			case <-sigs:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		srv.WaitEmpty(ctx)
+		cancel()
+		log.Info("shutting down")
 	case err := <-srv.Done():
 		if !errors.Is(err, http.ErrServerClosed) {
 			_ = srv.Close()
@@ -141,6 +77,84 @@ func run(args []string, getenv func(string) string) error {
 		}
 	}
 	return srv.Close()
+}
+
+// serverConfig turns the settings into the server's configuration, and
+// refuses an unsafe one: no access keys on an address other than loopback.
+func serverConfig(o options, log *slog.Logger) (server.Config, error) {
+	var cfg server.Config
+	keys, err := parseKeys(o)
+	if err != nil {
+		return cfg, err
+	}
+	if len(keys) == 0 {
+		if !isLoopback(o.listen) {
+			return cfg, fmt.Errorf("refusing to serve %s without access keys: set --api-secret (or CHORUS_API_SECRET), "+
+				"or listen on 127.0.0.1 for a local demo", o.listen)
+		}
+		log.Warn("NO ACCESS KEYS: anyone who can reach " + o.listen + " may join any room, publish and record. " +
+			"This is only allowed on loopback; set --api-secret before exposing Chorus.")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return cfg, errors.New("--tls-cert and --tls-key go together")
+	}
+	var nat []string
+	if o.nat1to1 != "" {
+		nat = strings.Split(o.nat1to1, ",")
+	}
+	rec := server.RecordingConfig{Dir: o.recDir, MaxAge: o.recMaxAge, MaxBytes: o.recMaxBytes}
+	if o.autoRecord != "" {
+		rec.AutoRecord = strings.Split(o.autoRecord, ",")
+	}
+	switch o.clientRecording {
+	case "true", "1", "auto":
+		rec.ClientRecording = true // for participants whose token has the record grant
+	case "false", "0":
+	default:
+		return cfg, fmt.Errorf("--client-recording: %q is not true, false or auto", o.clientRecording)
+	}
+	cfg = server.Config{Listen: o.listen, TLSCert: o.tlsCert, TLSKey: o.tlsKey, UDPPort: o.udpPort, UDPIP: o.udpIP,
+		ICETCPPort: o.tcpPort, NAT1To1IPs: nat, NoBandwidthAllocation: !o.bwe, Recording: rec, Keys: keys,
+		Limits: o.limits, AdminListen: o.adminListen, Logger: log}
+	if o.webhookURLs != "" {
+		secret := o.webhookSecret
+		if secret == "" {
+			secret = o.apiSecret
+		}
+		if secret == "" {
+			return cfg, errors.New("--webhook-urls needs --webhook-secret (or --api-secret) to sign the events")
+		}
+		cfg.Webhooks = server.WebhookConfig{URLs: strings.Split(o.webhookURLs, ","), Secret: secret}
+	}
+	if o.turn {
+		t, err := turnConfig(o, keys, nat)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.TURN = t
+	}
+	return cfg, nil
+}
+
+// parseKeys collects the API keys: --api-key/--api-secret and --keys.
+func parseKeys(o options) (auth.Keys, error) {
+	keys := auth.Keys{}
+	if o.apiSecret != "" {
+		keys[o.apiKey] = o.apiSecret
+	}
+	if o.keys != "" {
+		for _, pair := range strings.Split(o.keys, ",") {
+			name, secret, ok := strings.Cut(strings.TrimSpace(pair), ":")
+			if !ok || name == "" || secret == "" {
+				return nil, fmt.Errorf("--keys: %q is not name:secret", pair)
+			}
+			keys[name] = secret
+		}
+	}
+	if err := keys.Validate(); err != nil {
+		return nil, fmt.Errorf("API keys: %w", err)
+	}
+	return keys, nil
 }
 
 // isLoopback reports whether a listen address is on a loopback interface.

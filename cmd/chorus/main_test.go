@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+)
 
 func TestFlagsReadEnvironment(t *testing.T) {
 	env := map[string]string{"CHORUS_LISTEN": "0.0.0.0:9000", "CHORUS_UDP_PORT": "9002", "CHORUS_LOG_LEVEL": "debug"}
@@ -56,5 +61,87 @@ func TestRecordingFlags(t *testing.T) {
 		if got := isLoopback(addr); got != want {
 			t.Errorf("isLoopback(%q) = %v", addr, got)
 		}
+	}
+}
+
+// Settings come from the defaults, then the YAML file, then the
+// environment, then the command line.
+func TestConfigFilePrecedence(t *testing.T) {
+	file := []byte(`
+listen: 0.0.0.0:9100
+udp-port: 9102
+nat-1to1-ips: [203.0.113.7, 203.0.113.8]
+keys:
+  alpha: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+  beta: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
+max-participants: 7
+bwe: false
+drain-timeout: 3s
+`)
+	read := func(path string) ([]byte, error) {
+		if path != "chorus.yaml" {
+			t.Fatalf("read %q", path)
+		}
+		return file, nil
+	}
+	env := map[string]string{"CHORUS_CONFIG": "chorus.yaml", "CHORUS_UDP_PORT": "9202"}
+	o, err := loadOptions([]string{"--max-participants", "9"}, func(k string) string { return env[k] }, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.listen != "0.0.0.0:9100" || o.udpPort != 9202 || o.nat1to1 != "203.0.113.7,203.0.113.8" ||
+		o.limits.MaxParticipantsPerRoom != 9 || o.bwe || o.drainTimeout.Seconds() != 3 ||
+		o.keys != "alpha:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa,beta:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" {
+		t.Fatalf("file, env and flags not layered: %+v", o)
+	}
+	keys, err := parseKeys(o)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("keys from the file: %v %v", keys, err)
+	}
+	// --config on the command line wins over CHORUS_CONFIG
+	if _, err := loadOptions([]string{"--config=other.yaml"}, func(k string) string { return env[k] },
+		func(p string) ([]byte, error) {
+			if p != "other.yaml" {
+				t.Fatalf("read %q", p)
+			}
+			return []byte("listen: 127.0.0.1:1\n"), nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]string{
+		"unknown key": "lisen: x\n",
+		"bad value":   "udp-port: many\n",
+		"not a map":   "- a\n- b\n",
+	} {
+		if _, err := loadOptions(nil, func(k string) string { return env[k] },
+			func(string) ([]byte, error) { return []byte(bad), nil }); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+// Without access keys the server runs only on loopback.
+func TestNoKeysOnlyOnLoopback(t *testing.T) {
+	none := func(string) string { return "" }
+	o, err := parseFlags([]string{"--listen", "0.0.0.0:7880"}, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := serverConfig(o, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil ||
+		!strings.Contains(err.Error(), "without access keys") {
+		t.Fatalf("an open server on 0.0.0.0 was allowed: %v", err)
+	}
+	o.apiSecret = "short"
+	if _, err := serverConfig(o, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+		t.Fatal("a short secret was accepted")
+	}
+	o.apiSecret = strings.Repeat("s", 40)
+	cfg, err := serverConfig(o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil || len(cfg.Keys) != 1 || cfg.Keys["chorus"] == "" {
+		t.Fatalf("with a key: %v %+v", err, cfg.Keys)
+	}
+	o, _ = parseFlags(nil, none)
+	if cfg, err := serverConfig(o, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil || len(cfg.Keys) != 0 {
+		t.Fatalf("the loopback demo: %v", err)
 	}
 }

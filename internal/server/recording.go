@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -30,13 +28,10 @@ type RecordingConfig struct {
 	MaxBytes int64
 	// AutoRecord lists rooms recorded from their creation ("*": every room).
 	AutoRecord []string
-	// ClientRecording lets clients start and stop recordings over the
-	// WebSocket.
+	// ClientRecording lets clients whose token has the record grant start
+	// and stop recordings over the WebSocket. The recordings HTTP API needs
+	// a token with the admin grant (see Config.Keys).
 	ClientRecording bool
-	// APIKey, if set, is required (Authorization: Bearer <key>) by the
-	// recordings HTTP API. Without it the API answers only on a server
-	// listening on loopback.
-	APIKey string
 }
 
 // recording is the server's recording side.
@@ -92,34 +87,6 @@ func autoRecord(cfg RecordingConfig, mgr func() *recorder.Manager, log *slog.Log
 				log.Warn("automatic recording not started", "room", name, "err", err)
 			}
 		}()
-	}
-}
-
-// apiAuth is the recordings API's access check.
-func apiAuth(cfg RecordingConfig, listen net.Addr) func(*http.Request) error {
-	if cfg.APIKey != "" {
-		want := []byte("Bearer " + cfg.APIKey)
-		return func(r *http.Request) error {
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-				return errors.New("a valid API key is required (Authorization: Bearer <key>)")
-			}
-			return nil
-		}
-	}
-	if a, ok := listen.(*net.TCPAddr); ok && a.IP.IsLoopback() {
-		// open on loopback only, for the one-command demo, and only to
-		// requests from loopback naming a loopback host: a web page whose
-		// name was rebound to 127.0.0.1 (DNS rebinding), or a reverse proxy
-		// on the same machine, does not get it
-		return func(r *http.Request) error {
-			if !loopbackHost(r.Host) || !loopbackRemote(r.RemoteAddr) || r.Header.Get("X-Forwarded-For") != "" {
-				return fmt.Errorf("without an API key the recordings API only answers local requests to localhost: %w", store.ErrForbidden)
-			}
-			return nil
-		}
-	}
-	return func(*http.Request) error {
-		return fmt.Errorf("the recordings API needs an API key on a server reachable from the network (--api-key): %w", store.ErrForbidden)
 	}
 }
 

@@ -421,14 +421,18 @@ func TestRecordingAPIAccess(t *testing.T) {
 			t.Errorf("no key, Host %q %v: %d, want %d", c.host, c.hdr, got, c.want)
 		}
 	}
-	keyed := startServerWith(t, server.Config{Recording: server.RecordingConfig{Dir: t.TempDir(), APIKey: "s3cret"}})
+	keyed := startServerWith(t, server.Config{Recording: server.RecordingConfig{Dir: t.TempDir()}, Keys: testKeys})
 	if got := get(keyed, "", ""); got != http.StatusUnauthorized {
-		t.Errorf("no key: %d", got)
+		t.Errorf("no token: %d", got)
 	}
 	if got := get(keyed, "", "wrong"); got != http.StatusUnauthorized {
-		t.Errorf("wrong key: %d", got)
+		t.Errorf("garbage token: %d", got)
 	}
-	if got := get(keyed, "evil.example", "s3cret"); got != http.StatusOK {
-		t.Errorf("right key: %d", got)
+	// nobody without the admin grant lists or downloads recordings
+	if got := get(keyed, "", testToken(t, "room", "u", "join,publish,subscribe,data,record")); got != http.StatusForbidden {
+		t.Errorf("token without the admin grant: %d", got)
+	}
+	if got := get(keyed, "evil.example", testToken(t, "", "ops", "admin")); got != http.StatusOK {
+		t.Errorf("admin token: %d", got)
 	}
 }

@@ -45,6 +45,12 @@ type Options struct {
 	// Events receives every server notification (participantJoined, ...);
 	// it must not block for long. Optional.
 	Events func(signaling.Message)
+	// Token is the access token sent with join (empty: none).
+	Token string
+	// Config is the base configuration of the PeerConnections (ICE
+	// servers, transport policy); the ICE servers the server names in
+	// joined are added to it.
+	Config webrtc.Configuration
 }
 
 // NewAPI returns a pion API with the default codecs and interceptors that
@@ -175,10 +181,14 @@ func (c *Client) request(ctx context.Context, m signaling.Message) (signaling.Me
 
 // Join joins a room and returns the joined message.
 func (c *Client) Join(ctx context.Context, room, name string) (signaling.Message, error) {
-	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeJoin, Room: room, Name: name})
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeJoin, Room: room, Name: name, Token: c.opts.Token})
 	if err == nil && r.Participant != nil {
 		c.mu.Lock()
 		c.self = *r.Participant
+		for _, s := range r.ICEServers {
+			c.opts.Config.ICEServers = append(c.opts.Config.ICEServers,
+				webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+		}
 		c.mu.Unlock()
 	}
 	return r, err
@@ -372,7 +382,9 @@ func (c *Client) sdpDelivered(target string) {
 
 // newPC creates a PeerConnection that trickles its candidates to the server.
 func (c *Client) newPC(target string) (*webrtc.PeerConnection, error) {
-	pc, err := c.opts.API.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	cfg := c.opts.Config // the callers hold c.mu
+	cfg.BundlePolicy = webrtc.BundlePolicyMaxBundle
+	pc, err := c.opts.API.NewPeerConnection(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -58,6 +58,22 @@ const $ = (id) => document.getElementById(id);
 
 // The maxLayer test hook from the page's URL (see the top of this file).
 const urlMaxLayer = parseLayer(new URLSearchParams(location.search).get('maxLayer'));
+// An access token (?token=, from the application that sent the user here)
+// goes with the join; with it the room and name may be left out of the URL.
+const urlToken = (new URLSearchParams(location.search).get('token') || '').trim();
+// Test and troubleshooting hook: ?ice=relay uses TURN relays only.
+const urlRelayOnly = new URLSearchParams(location.search).get('ice') === 'relay';
+
+// tokenClaims reads the payload of a JWT (not its signature: the server
+// checks that) for the room and name to prefill.
+function tokenClaims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
+  } catch {
+    return {};
+  }
+}
 
 const ui = {
   banner: $('banner'),
@@ -666,7 +682,9 @@ class Session {
       this.opened = true;
       chorus.timings.wsOpen = now();
       setStatus('Joining…');
-      this.send({ type: 'join', room: this.room, name: this.name });
+      const join = { type: 'join', room: this.room, name: this.name };
+      if (urlToken) join.token = urlToken;
+      this.send(join);
       this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_INTERVAL_MS);
     };
     ws.onmessage = (ev) => {
@@ -763,6 +781,8 @@ class Session {
         break;
       case 'error':
         return this.onServerError(msg);
+      case 'reconnect':
+        return this.onReconnect(msg);
       case 'pong':
         break;
       default:
@@ -783,6 +803,9 @@ class Session {
     // (keeping the maxLayer test hook, if the page was opened with it).
     const params = { room: this.room, name: this.name };
     if (urlMaxLayer !== null) params.maxLayer = String(urlMaxLayer);
+    if (urlToken) params.token = urlToken;
+    this.iceServers = msg.iceServers || [];
+    chorus.canPublish = msg.canPublish !== false;
     history.replaceState(null, '', pageURL(params));
     for (const p of msg.participants || []) this.upsertParticipant(p);
     recording.joined(msg);
@@ -790,6 +813,7 @@ class Session {
     updateControls();
     // Publishing waits for the camera prompt; it must not hold up the
     // message queue (server offers keep being answered meanwhile).
+    if (!chorus.canPublish) return; // a viewer's token: receive only
     this.media.then(() => this.publish()).catch((err) => {
       console.error('chorus: publish', err);
       showBanner(`Could not publish your camera and microphone: ${errText(err)}`);
@@ -845,7 +869,23 @@ class Session {
       console.warn('chorus: trackSettings refused:', entry.message);
       return;
     }
+    if (entry.code === 'unauthorized' || entry.code === 'not_permitted' && chorus.state !== 'joined') {
+      showBanner(`Not allowed to join (${entry.code}): ${entry.message || 'no details'}. Ask for a new link.`);
+      return;
+    }
     showBanner(`Server error (${entry.code}): ${entry.message || 'no details'}`);
+  }
+
+  // The server is draining (a restart or a move to another node): leave
+  // and join again after a short, randomised wait.
+  onReconnect(msg) {
+    chorus.reconnects = (chorus.reconnects || 0) + 1;
+    showBanner(`The server is restarting (${msg.reason || 'draining'}); reconnecting…`);
+    const room = this.room;
+    const name = this.name;
+    setTimeout(() => {
+      if (chorus.session === this) startCall(room, name);
+    }, 1000 + Math.random() * 2000);
   }
 
   // ------------------------------------------------ participants and tracks
@@ -1030,7 +1070,9 @@ class Session {
   // ------------------------------------------------ peer connections
 
   newPC(target) {
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const config = { bundlePolicy: 'max-bundle', iceServers: this.iceServers || [] };
+    if (urlRelayOnly) config.iceTransportPolicy = 'relay';
+    const pc = new RTCPeerConnection(config);
     pc.onicecandidate = (ev) => {
       if (this.ended || !ev.candidate || !ev.candidate.candidate) return; // skip end-of-candidates
       const msg = { type: 'candidate', target, candidate: ev.candidate.toJSON() };
@@ -1616,8 +1658,9 @@ window.addEventListener('pagehide', () => {
 
 function init() {
   const params = new URLSearchParams(location.search);
-  const room = (params.get('room') || '').trim();
-  const name = (params.get('name') || '').trim();
+  const claims = urlToken ? tokenClaims(urlToken) : {};
+  const room = (params.get('room') || claims.room || '').trim();
+  const name = (params.get('name') || claims.name || claims.sub || '').trim();
   chorus.maxLayerOverride = urlMaxLayer;
   if (room && name && !validate(room, name)) {
     startCall(room, name);

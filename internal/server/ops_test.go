@@ -1,0 +1,312 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/chorus-sfu/chorus/auth"
+	"github.com/chorus-sfu/chorus/internal/server"
+	"github.com/chorus-sfu/chorus/signaling"
+	"github.com/chorus-sfu/chorus/signaling/client"
+	"github.com/chorus-sfu/chorus/webhook"
+)
+
+const testSecret = "0123456789abcdef0123456789abcdef-server-test"
+
+var testKeys = auth.Keys{"test": testSecret}
+
+// testToken signs a token for identity in room with the grants listed.
+func testToken(t testing.TB, room, identity, grants string) string {
+	t.Helper()
+	g, err := auth.ParseGrants(grants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.NewToken("test", testSecret, auth.Claims{Room: room, Grants: g,
+		RegisteredClaims: jwt.RegisteredClaims{Subject: identity}}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// do sends an HTTP request with an optional bearer token and returns the
+// status and body.
+func do(t testing.TB, method, url, tok string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// joinToken dials s and joins room with a token; events go to the returned
+// channel.
+func joinToken(t *testing.T, s *server.Server, room, tok string) (*client.Client, chan signaling.Message) {
+	t.Helper()
+	events := make(chan signaling.Message, 64)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, wsURL(s), client.Options{Token: tok, Events: func(m signaling.Message) {
+		select {
+		case events <- m:
+		default:
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Join(ctx, room, ""); err != nil {
+		t.Fatalf("join %s: %v", room, err)
+	}
+	return c, events
+}
+
+// The admin API lists rooms, mutes a track, removes a participant and
+// closes a room; only a token with the admin grant may use it.
+func TestAdminAPI(t *testing.T) {
+	s := startServerWith(t, server.Config{Keys: testKeys})
+	base := strings.TrimSuffix(s.URL(), "/")
+	admin := testToken(t, "", "ops", "admin")
+	pub := startPublisher(t, s, "adm", "pub", testToken(t, "adm", "pub", "join,publish,subscribe"))
+	_, events := joinToken(t, s, "adm", testToken(t, "adm", "viewer", "join,subscribe"))
+
+	if st, _ := do(t, "GET", base+"/api/rooms", "", nil); st != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", st)
+	}
+	if st, _ := do(t, "GET", base+"/api/rooms", testToken(t, "adm", "x", "join,publish,subscribe,record"), nil); st != http.StatusForbidden {
+		t.Fatalf("token without admin: %d", st)
+	}
+	var rooms []server.RoomJSON
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, body := do(t, "GET", base+"/api/rooms", admin, nil)
+		if st != http.StatusOK {
+			t.Fatalf("list rooms: %d %s", st, body)
+		}
+		if err := json.Unmarshal(body, &rooms); err != nil {
+			t.Fatal(err)
+		}
+		if len(rooms) == 1 && len(rooms[0].Participants) == 2 && tracksOf(rooms[0]) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rooms: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	var trackID, pubID string
+	for _, p := range rooms[0].Participants {
+		if len(p.Tracks) > 0 {
+			trackID, pubID = p.Tracks[0].ID, p.ID
+		}
+	}
+	st, _ := do(t, "POST", base+"/api/rooms/adm/tracks/"+trackID+"/mute", admin, strings.NewReader(`{"muted":true}`))
+	if st != http.StatusNoContent {
+		t.Fatalf("mute: %d", st)
+	}
+	waitEvent(t, events, "trackMuted", func(m signaling.Message) bool {
+		return m.Type == signaling.TypeTrackMuted && m.Track != nil && m.Track.ID == trackID && m.Track.Muted
+	})
+	if st, _ := do(t, "POST", base+"/api/rooms/adm/tracks/nope/mute", admin, strings.NewReader(`{"muted":true}`)); st != http.StatusNotFound {
+		t.Fatalf("mute an unknown track: %d", st)
+	}
+	if st, _ := do(t, "DELETE", base+"/api/rooms/adm/participants/"+pubID, admin, nil); st != http.StatusNoContent {
+		t.Fatalf("remove participant: %d", st)
+	}
+	select {
+	case <-pub.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed participant's connection is still open")
+	}
+	if st, _ := do(t, "DELETE", base+"/api/rooms/adm", admin, nil); st != http.StatusNoContent {
+		t.Fatalf("close room: %d", st)
+	}
+	waitEvent(t, events, "removed", func(m signaling.Message) bool {
+		return m.Type == signaling.TypeError && m.Code == signaling.CodeRemoved
+	})
+	if st, _ := do(t, "GET", base+"/api/rooms/nope", admin, nil); st != http.StatusNotFound {
+		t.Fatalf("unknown room: %d", st)
+	}
+}
+
+func tracksOf(r server.RoomJSON) int {
+	n := 0
+	for _, p := range r.Participants {
+		n += len(p.Tracks)
+	}
+	return n
+}
+
+func waitEvent(t *testing.T, events chan signaling.Message, what string, cond func(signaling.Message) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-events:
+			if cond(m) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", what)
+		}
+	}
+}
+
+// startPublisher joins room with tok and publishes a VP8 track fed with
+// frames until the test ends.
+func startPublisher(t *testing.T, s *server.Server, room, name, tok string) *client.Client {
+	t.Helper()
+	c, _ := joinToken(t, s, room, tok)
+	src := videoSource(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	senders, err := c.Publish(ctx, src.Track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go src.ReadRTCP(senders[0])
+	pump(t, src, 33*time.Millisecond)
+	return c
+}
+
+// Webhooks arrive signed for room, participant and track events.
+func TestWebhooks(t *testing.T) {
+	const secret = "hook-secret"
+	var mu sync.Mutex
+	var got []webhook.Event
+	bad := 0
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhook.Verify(secret, r.Header, body, time.Now(), time.Minute); err != nil {
+			bad++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var e webhook.Event
+		if err := json.Unmarshal(body, &e); err == nil {
+			got = append(got, e)
+		}
+	}))
+	defer recv.Close()
+	s := startServerWith(t, server.Config{Webhooks: server.WebhookConfig{URLs: []string{recv.URL}, Secret: secret}})
+	pub := startPublisher(t, s, "hooks", "pub", "")
+	kinds := func() map[string]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		k := map[string]bool{}
+		for _, e := range got {
+			if e.Room == "hooks" {
+				k[e.Event] = true
+			}
+		}
+		return k
+	}
+	waitFor := func(names ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			k := kinds()
+			all := true
+			for _, n := range names {
+				all = all && k[n]
+			}
+			if all {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("webhooks received: %v, want %v", k, names)
+			}
+			time.Sleep(20 * time.Millisecond) // polling interval
+		}
+	}
+	waitFor(webhook.EventRoomStarted, webhook.EventParticipantJoined, webhook.EventTrackPublished)
+	_ = pub.Close()
+	waitFor(webhook.EventParticipantLeft, webhook.EventRoomFinished)
+	mu.Lock()
+	defer mu.Unlock()
+	if bad != 0 {
+		t.Fatalf("%d webhooks with a bad signature", bad)
+	}
+}
+
+// /metrics is scraped and parsed; /healthz and /readyz answer, and readyz
+// fails while draining.
+func TestMetricsAndHealth(t *testing.T) {
+	s := startServer(t)
+	base := strings.TrimSuffix(s.URL(), "/")
+	startPublisher(t, s, "m", "pub", "")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, body := do(t, "GET", base+"/metrics", "", nil)
+		if st != http.StatusOK {
+			t.Fatalf("metrics: %d %s", st, body)
+		}
+		parser := expfmt.NewTextParser(model.LegacyValidation)
+		fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("parse metrics: %v", err)
+		}
+		value := func(name string) float64 {
+			f := fams[name]
+			if f == nil || len(f.Metric) == 0 {
+				return -1
+			}
+			m := f.Metric[0]
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+			return -1
+		}
+		if value("chorus_rooms") == 1 && value("chorus_participants") == 1 && value("chorus_packets_in_total") > 10 &&
+			value("go_goroutines") > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed the room and its packets: rooms %v participants %v packets %v",
+				value("chorus_rooms"), value("chorus_participants"), value("chorus_packets_in_total"))
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+	if st, _ := do(t, "GET", base+"/healthz", "", nil); st != http.StatusOK {
+		t.Fatalf("healthz: %d", st)
+	}
+	if st, _ := do(t, "GET", base+"/readyz", "", nil); st != http.StatusOK {
+		t.Fatalf("readyz: %d", st)
+	}
+	s.Drain()
+	if st, _ := do(t, "GET", base+"/readyz", "", nil); st != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while draining: %d", st)
+	}
+	if st, _ := do(t, "GET", base+"/healthz", "", nil); st != http.StatusOK {
+		t.Fatalf("healthz while draining: %d", st)
+	}
+}
