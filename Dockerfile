@@ -9,11 +9,15 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/chorus ./cmd/choru
 # Runtime stage: no shell, no package manager, runs as an unprivileged user.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/chorus /chorus
-# HTTP/WebSocket (signaling, WHIP/WHEP, web client) and the single media UDP port.
-EXPOSE 7880/tcp 7882/udp
+# HTTP/WebSocket (signaling, WHIP/WHEP, APIs, web client), ICE over TCP, the single media UDP port, and
+# the embedded TURN server (off unless CHORUS_TURN=true).
+EXPOSE 7880/tcp 7881/tcp 7882/udp 3478/udp
 USER nonroot:nonroot
 # Server-side recordings (mount a volume here to keep them).
 ENV CHORUS_RECORDINGS_DIR=/home/nonroot/recordings
 VOLUME /home/nonroot/recordings
-# Advertise the host's public address with --nat-1to1-ips (or CHORUS_NAT_1TO1_IPS) when behind NAT.
-ENTRYPOINT ["/chorus", "--listen", "0.0.0.0:7880", "--udp-port", "7882"]
+# Safe by default: listening on every interface, Chorus refuses to start without an API secret
+# (CHORUS_API_SECRET, 32 bytes or more): every client then needs an access token. Settings can also come
+# from a YAML file (CHORUS_CONFIG) or CHORUS_* variables; see docs/configuration.md. Advertise the host's
+# public address with CHORUS_NAT_1TO1_IPS when behind NAT.
+ENTRYPOINT ["/chorus", "--listen", "0.0.0.0:7880", "--udp-port", "7882", "--tcp-port", "7881"]

@@ -26,6 +26,8 @@ const (
 	answerTimeout = 20 * time.Second
 	// recordingTimeout bounds a startRecording or stopRecording request.
 	recordingTimeout = 30 * time.Second
+	// lingerTime bounds the drain of a closing connection.
+	lingerTime = time.Second
 )
 
 // session is one WebSocket connection: a reader goroutine, a writer
@@ -105,9 +107,17 @@ func (s *session) run() {
 	if s.p != nil {
 		s.p.Close()
 	}
-	writer.Wait()      // the writer flushes what is queued (errors, close frame)
-	_ = s.conn.Close() // unblocks the reader
-	s.wg.Wait()
+	writer.Wait() // the writer flushes what is queued (errors, close frame)
+	// Half-close, then drain what the client still sends for a moment:
+	// closing a socket with unread data resets the connection, and the
+	// client would lose the last messages (why it is disconnected).
+	if cw, ok := s.conn.UnderlyingConn().(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	linger := time.AfterFunc(lingerTime, func() { _ = s.conn.Close() })
+	s.wg.Wait() // the reader ends at the client's close, or when linger closes the socket
+	linger.Stop()
+	_ = s.conn.Close()
 }
 
 func (s *session) readLoop() {
@@ -120,6 +130,11 @@ func (s *session) readLoop() {
 		if err != nil {
 			return
 		}
+		select {
+		case <-s.done:
+			continue // closing: drain and discard until the linger deadline
+		default:
+		}
 		_ = s.conn.SetReadDeadline(time.Now().Add(pongWait))
 		if kind != websocket.TextMessage {
 			s.sendError("", protoErr(CodeBadJSON, "binary messages are not supported"))
@@ -128,7 +143,6 @@ func (s *session) readLoop() {
 		select {
 		case s.in <- data:
 		case <-s.done:
-			return
 		}
 	}
 }

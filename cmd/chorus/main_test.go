@@ -1,7 +1,9 @@
 package main
 
 import (
+	"flag"
 	"io"
+	"os"
 	"log/slog"
 	"strings"
 	"testing"
@@ -144,4 +146,18 @@ func TestNoKeysOnlyOnLoopback(t *testing.T) {
 	if cfg, err := serverConfig(o, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil || len(cfg.Keys) != 0 {
 		t.Fatalf("the loopback demo: %v", err)
 	}
+}
+
+// docs/configuration.md documents every setting.
+func TestEverySettingDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o options
+	newFlagSet(&o).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(string(doc), "`--"+f.Name+"`") {
+			t.Errorf("docs/configuration.md does not document --%s", f.Name)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestICETCPOnly(t *testing.T) {
 	pub.publish(ctx, video)
 	pump(t, video, 5*time.Millisecond)
 
-	sink := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "stream-pub")
+	sink := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
 	if err := sink.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) >= 50 }); err != nil {
 		t.Fatalf("only %d frames over ICE-TCP", sink.Count())
 	}
@@ -91,8 +92,10 @@ func TestTURNRelayOnly(t *testing.T) {
 		t.Fatalf("TURN URLs %v", urls)
 	}
 	for _, url := range urls {
-		t.Run(url[strings.LastIndex(url, "=")+1:], func(t *testing.T) {
+		transport := url[strings.LastIndex(url, "=")+1:]
+		t.Run(transport, func(t *testing.T) {
 			ctx := deadline(t, 30*time.Second)
+			room, name := "turn-"+transport, "relayed"
 			user, pass := s.TURNCredentials("relay-" + url)
 			if !strings.HasSuffix(user, ":relay-"+url) || pass == "" {
 				t.Fatalf("credentials %q %q", user, pass)
@@ -108,7 +111,6 @@ func TestTURNRelayOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = pc.Close() })
-			name := "relayed" + url[strings.LastIndex(url, "=")+1:]
 			video := videoSource(t, name)
 			tr, err := pc.AddTransceiverFromTrack(video.Track,
 				webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
@@ -116,13 +118,13 @@ func TestTURNRelayOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			go video.ReadRTCP(tr.Sender())
-			postSDP(t, ctx, pc, s.URL()+"whip/turn?name="+name)
+			whipLoc := postSDP(t, ctx, pc, s.URL()+"whip/"+room+"?name="+name)
 			if !strings.Contains(pc.LocalDescription().SDP, " typ relay") {
 				t.Fatal("the offer has no relay candidate")
 			}
 			pump(t, video, 5*time.Millisecond)
 
-			viewer := whepPlay(t, ctx, s, "turn", name)
+			viewer := whepPlay(t, ctx, s, room, name)
 			sk := viewer.sinksByKind(t, ctx, 1)[webrtc.RTPCodecTypeVideo]
 			if err := sk.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) >= 50 }); err != nil {
 				t.Fatalf("only %d frames from the relayed publisher", sk.Count())
@@ -130,6 +132,13 @@ func TestTURNRelayOnly(t *testing.T) {
 			if pair := selectedPair(t, pc); pair.Local.Typ != webrtc.ICECandidateTypeRelay {
 				t.Fatalf("selected pair %s, want a relayed local candidate", pair)
 			}
+			// leave as a WHIP client should: the server closes its side first
+			for _, loc := range []string{viewer.loc, whipLoc} {
+				if code := doDelete(t, s, loc); code != http.StatusOK {
+					t.Fatalf("DELETE %s: %d", loc, code)
+				}
+			}
+			waitRoomGone(t, ctx, s, room)
 		})
 	}
 }
