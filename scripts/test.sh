@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole Chorus test suite, browser and ffmpeg tests included.
-# Installs Chromium and ffmpeg from Debian when they are missing (needs root or sudo).
+# Installs Chromium, ffmpeg and coturn from Debian when they are missing (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -22,6 +23,8 @@ go vet ./...
 # Short fuzzing runs of every fuzz target (the seed corpus also runs in the tests below).
 fuzz() { go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-6s}"; }
 fuzz ./signaling FuzzDecode
+fuzz ./signaling FuzzWHIPOffer
+fuzz ./auth FuzzVerify
 fuzz ./sfu FuzzParseRTP
 fuzz ./bwe FuzzFeedback
 fuzz ./red FuzzParse

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -369,4 +371,23 @@ func (s *Server) startAdmin(addr string) error {
 	go func() { _ = s.admin.Serve(ln) }()
 	s.log.Info("admin endpoints", "addr", ln.Addr().String())
 	return nil
+}
+
+// iceServers are the TURN servers (with credentials for identity) a
+// joining client is told to use; none without the embedded TURN server.
+func (s *Server) iceServers(identity string) []signaling.ICEServer {
+	if s == nil {
+		return nil
+	}
+	urls := s.TURNURLs()
+	if len(urls) == 0 {
+		return nil
+	}
+	if identity == "" { // an open server: each client its own allocation quota
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		identity = "anon-" + hex.EncodeToString(b[:])
+	}
+	user, pass := s.TURNCredentials(identity)
+	return []signaling.ICEServer{{URLs: urls, Username: user, Credential: pass}}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -308,5 +309,46 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	if st, _ := do(t, "GET", base+"/healthz", "", nil); st != http.StatusOK {
 		t.Fatalf("healthz while draining: %d", st)
+	}
+}
+
+// A client flooding signaling messages far above its rate is cut off,
+// while the media of the others in its room keeps flowing.
+func TestFloodingClientCutOffMediaFlows(t *testing.T) {
+	s := startServerWith(t, server.Config{Limits: signaling.Limits{MessagesPerSecond: 20, MessageBurst: 40}})
+	ctx := deadline(t, 20*time.Second)
+	pub := newPeer(t, s, "flood", "pub", nil)
+	src := videoSource(t, "pub")
+	pub.publish(ctx, src)
+	pump(t, src, 20*time.Millisecond)
+	sub := newPeer(t, s, "flood", "sub", nil)
+	sink := sub.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	waitCount := func(n int) {
+		t.Helper()
+		for sink.Count() < n {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the subscriber got %d packets, want %d", sink.Count(), n)
+			case <-time.After(20 * time.Millisecond): // polling interval
+			}
+		}
+	}
+	waitCount(10)
+	flooder := newPeer(t, s, "flood", "flooder", nil)
+	ping := []byte(`{"type":"ping"}`)
+	for i := 0; i < 2000; i++ {
+		if err := flooder.c.SendRaw(ping); err != nil {
+			break
+		}
+	}
+	select {
+	case <-flooder.c.Done():
+	case <-ctx.Done():
+		t.Fatal("the flooding client was not cut off")
+	}
+	before := sink.Count()
+	waitCount(before + 25) // half a second more of media
+	if err := pub.c.Send(signaling.Message{Type: signaling.TypePing}); err != nil {
+		t.Fatalf("the publisher's signaling connection: %v", err)
 	}
 }

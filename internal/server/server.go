@@ -138,6 +138,8 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	sigCfg := signaling.Config{Logger: cfg.Logger, Auth: verifier, Limits: cfg.Limits}
+	var self atomic.Pointer[Server] // set once started: the TURN server starts after signaling
+	sigCfg.ICEServers = func(identity string) []signaling.ICEServer { return self.Load().iceServers(identity) }
 	access := apiAccess(verifier, ln.Addr())
 	var sigp atomic.Pointer[signaling.Server] // for OnChange: set below
 	mux := http.NewServeMux()
@@ -180,6 +182,10 @@ func Start(cfg Config) (*Server, error) {
 	if rec != nil {
 		src.Recorder = rec.mgr.Stats
 	}
+	if cfg.TURN != nil {
+		// srv.turn is set below, before the first request is served
+		src.TURNAllocations = func() int { return srv.turn.Allocations() }
+	}
 	srv.metrics = metrics.HandlerWithLogger(metrics.NewRegistry(src, cfg.Version), cfg.Logger)
 	mux.Handle("GET /metrics", guardHandler(access, srv.metrics))
 	if cfg.AdminListen != "" {
@@ -194,6 +200,7 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	self.Store(srv)
 	go func() {
 		if srv.tls {
 			srv.done <- srv.http.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)

@@ -494,3 +494,20 @@ func TestCloseEndsAllocations(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+func TestMediaPeers(t *testing.T) {
+	local := []net.Addr{
+		&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}, // a 16-byte (mapped) IPv4 address
+		&net.UDPAddr{IP: net.ParseIP("10.0.0.2"), Port: 5000},
+		&net.TCPAddr{IP: net.ParseIP("10.0.0.2"), Port: 6000}, // not media over UDP: ignored
+	}
+	allow := MediaPeers(local, []string{"203.0.113.9", "198.51.100.1/10.0.0.2", "not-an-ip"})
+	for peer, want := range map[string]bool{
+		"127.0.0.1:5000": true, "10.0.0.2:5000": true, "203.0.113.9:5000": true, "198.51.100.1:5000": true,
+		"127.0.0.1:5001": false, "10.0.0.2:6000": false, "8.8.8.8:5000": false, "203.0.113.9:53": false,
+	} {
+		if got := allow(netip.MustParseAddrPort(peer)); got != want {
+			t.Errorf("%s allowed: %v, want %v", peer, got, want)
+		}
+	}
+}
