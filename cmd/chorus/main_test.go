@@ -3,8 +3,8 @@ package main
 import (
 	"flag"
 	"io"
-	"os"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 )

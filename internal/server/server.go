@@ -78,7 +78,7 @@ type Server struct {
 	hooks   *webhook.Notifier // nil: no webhooks
 	admin   *http.Server      // nil: no admin listener
 	metrics http.Handler      // Prometheus /metrics
-	tls   bool
+	tls     bool
 }
 
 // Start listens and serves in the background.
