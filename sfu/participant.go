@@ -59,6 +59,7 @@ type Participant struct {
 	sources   map[string]string // by publisher track ID: what the track shows
 	subs      map[string]*subscription
 	wg        sync.WaitGroup
+	ctl       sync.WaitGroup // the control loop alone
 
 	// layer changes, posted from media goroutines, told by the control loop
 	layerMu      sync.Mutex
@@ -89,7 +90,11 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 // start runs the participant's control loop once it is in the room.
 func (p *Participant) start() {
 	p.wg.Add(1)
-	go p.controlLoop()
+	p.ctl.Add(1)
+	go func() {
+		defer p.ctl.Done()
+		p.controlLoop()
+	}()
 }
 
 // ID is the participant's server-assigned ID.
@@ -572,6 +577,9 @@ func (p *Participant) Close() {
 	p.subs = map[string]*subscription{}
 	p.mu.Unlock()
 	close(p.done)
+	// The control loop reads the connections' stats: it ends before they
+	// close (pion's GetStats races with Close).
+	p.ctl.Wait()
 
 	for _, s := range subs {
 		s.down.src.detach(s.down)

@@ -45,6 +45,8 @@ type options struct {
 	turnMaxPerUser  int
 	turnTCP         bool
 	turnCredentials time.Duration
+	turnURLs        string
+	turnSecret      string
 
 	recDir          string
 	recMaxAge       time.Duration
@@ -84,6 +86,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.turnMaxPerUser, "turn-max-allocations", 5, "TURN allocations one identity may hold")
 	fs.BoolVar(&o.turnTCP, "turn-tcp", false, "also accept TURN over TCP on --turn-port")
 	fs.DurationVar(&o.turnCredentials, "turn-credential-ttl", 12*time.Hour, "lifetime of the TURN credentials handed to clients")
+	fs.StringVar(&o.turnURLs, "turn-urls", "", "external TURN servers for clients (e.g. coturn with use-auth-secret), comma-separated turn: URLs")
+	fs.StringVar(&o.turnSecret, "turn-secret", "", "shared secret of the external TURN servers (default: --api-secret)")
 	fs.StringVar(&o.recDir, "recordings-dir", "recordings", "folder for server-side recordings; empty: recording off")
 	fs.DurationVar(&o.recMaxAge, "recordings-max-age", 0, "delete finished recordings older than this, e.g. 720h; 0: keep")
 	fs.Int64Var(&o.recMaxBytes, "recordings-max-bytes", 0, "delete the oldest finished recordings while the folder holds more bytes; 0: no limit")

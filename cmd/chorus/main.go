@@ -126,6 +126,16 @@ func serverConfig(o options, log *slog.Logger) (server.Config, error) {
 		}
 		cfg.Webhooks = server.WebhookConfig{URLs: strings.Split(o.webhookURLs, ","), Secret: secret}
 	}
+	if o.turnURLs != "" {
+		secret := o.turnSecret
+		if secret == "" {
+			secret = o.apiSecret
+		}
+		if secret == "" {
+			return cfg, errors.New("--turn-urls needs --turn-secret (or --api-secret): the servers' use-auth-secret")
+		}
+		cfg.ExternalTURN, cfg.ExternalTURNSecret = strings.Split(o.turnURLs, ","), secret
+	}
 	if o.turn {
 		t, err := turnConfig(o, keys, nat)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chorus-sfu/chorus/auth"
+	"github.com/chorus-sfu/chorus/internal/turnserver"
 	"github.com/chorus-sfu/chorus/recorder/store"
 	"github.com/chorus-sfu/chorus/sfu"
 	"github.com/chorus-sfu/chorus/signaling"
@@ -380,7 +381,7 @@ func (s *Server) iceServers(identity string) []signaling.ICEServer {
 		return nil
 	}
 	urls := s.TURNURLs()
-	if len(urls) == 0 {
+	if len(urls) == 0 && len(s.extTURN) == 0 {
 		return nil
 	}
 	if identity == "" { // an open server: each client its own allocation quota
@@ -388,6 +389,17 @@ func (s *Server) iceServers(identity string) []signaling.ICEServer {
 		_, _ = rand.Read(b[:])
 		identity = "anon-" + hex.EncodeToString(b[:])
 	}
-	user, pass := s.TURNCredentials(identity)
-	return []signaling.ICEServer{{URLs: urls, Username: user, Credential: pass}}
+	var out []signaling.ICEServer
+	if len(urls) > 0 {
+		user, pass := s.TURNCredentials(identity)
+		out = append(out, signaling.ICEServer{URLs: urls, Username: user, Credential: pass})
+	}
+	if len(s.extTURN) > 0 {
+		user, pass := turnserver.Credentials(s.extTURNSecret, identity, externalTURNTTL, time.Now())
+		out = append(out, signaling.ICEServer{URLs: s.extTURN, Username: user, Credential: pass})
+	}
+	return out
 }
+
+// externalTURNTTL is the lifetime of credentials for external TURN servers.
+const externalTURNTTL = 12 * time.Hour

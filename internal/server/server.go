@@ -62,6 +62,11 @@ type Config struct {
 	Webhooks WebhookConfig
 	// Version is the build's version, reported by chorus_build_info.
 	Version string
+	// ExternalTURN lists TURN servers run elsewhere (e.g. coturn with
+	// use-auth-secret) that clients are told to use, with credentials
+	// derived from ExternalTURNSecret like the embedded server's.
+	ExternalTURN       []string
+	ExternalTURNSecret string
 }
 
 // Server is a running Chorus server.
@@ -75,10 +80,12 @@ type Server struct {
 	turn *turnserver.Server // nil: no embedded TURN
 	log  *slog.Logger
 
-	hooks   *webhook.Notifier // nil: no webhooks
-	admin   *http.Server      // nil: no admin listener
-	metrics http.Handler      // Prometheus /metrics
-	tls     bool
+	extTURN       []string // external TURN URLs
+	extTURNSecret string
+	hooks         *webhook.Notifier // nil: no webhooks
+	admin         *http.Server      // nil: no admin listener
+	metrics       http.Handler      // Prometheus /metrics
+	tls           bool
 }
 
 // Start listens and serves in the background.
@@ -169,7 +176,7 @@ func Start(cfg Config) (*Server, error) {
 	mux.Handle("GET /", web.Handler())
 	srv := &Server{
 		sfu: s, sig: sig, ln: ln, done: make(chan error, 1), rec: rec, log: cfg.Logger, hooks: hooks,
-		tls: cfg.TLSCert != "",
+		tls: cfg.TLSCert != "", extTURN: cfg.ExternalTURN, extTURNSecret: cfg.ExternalTURNSecret,
 		http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)},
 	}
