@@ -40,6 +40,8 @@ type Manager struct {
 	o   ManagerOptions
 	log *slog.Logger
 
+	drops atomic.Uint64 // packets dropped by every track recorder so far
+
 	mu       sync.Mutex
 	sessions map[string]*roomSession // by room
 	closed   bool
@@ -200,11 +202,11 @@ func recordingCodec(c webrtc.RTPCodecParameters) webrtc.RTPCodecCapability {
 // without feeding it yet: a participant's tracks are all added before any
 // is started, or the header could be written with only the first one and
 // the others would start a new part.
-func prepareTrack(rec *ParticipantRecorder, t *sfu.PublishedTrack, log *slog.Logger) (*recordedTrack, error) {
+func prepareTrack(rec *ParticipantRecorder, t *sfu.PublishedTrack, drops *atomic.Uint64, log *slog.Logger) (*recordedTrack, error) {
 	info := t.Info()
 	rt := &recordedTrack{pt: t}
 	pli := []rtcp.Packet{&rtcp.PictureLossIndication{}}
-	tr, err := rec.AddTrack(TrackOptions{ID: info.ID, Codec: recordingCodec(t.Codec()), RequestKeyframe: func() {
+	tr, err := rec.AddTrack(TrackOptions{ID: info.ID, Codec: recordingCodec(t.Codec()), Drops: drops, RequestKeyframe: func() {
 		if d := rt.live.Load(); d != nil {
 			d.HandleRTCP(pli) // coalesced per layer by the up track
 		}

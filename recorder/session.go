@@ -296,7 +296,7 @@ func (s *roomSession) reconcile(tracks map[string]*sfu.PublishedTrack, files map
 			files[pid] = f
 			s.log.Info("recording participant", "participant", pid)
 		}
-		rt, err := prepareTrack(f.rec, t, s.log.With("participant", pid, "track", id))
+		rt, err := prepareTrack(f.rec, t, &s.m.drops, s.log.With("participant", pid, "track", id))
 		if err != nil {
 			s.log.Warn("track not recorded", "participant", pid, "track", id, "err", err)
 			continue

@@ -1,14 +1,12 @@
 package recorder
 
 // ManagerStats describe what a Manager records now.
-//
-// Packet drops and bytes written are not here: each TrackRecorder counts
-// its drops (TrackStats.PacketsDropped), but only the room session's
-// goroutine holds the track recorders, and nothing counts the bytes written
-// to files.
 type ManagerStats struct {
 	Rooms  int // rooms with a recording session (whole or some participants)
 	Active int // participants being recorded, over all rooms
+	// Dropped counts the packets every track recorder dropped so far (a
+	// full queue: the disk or the recorder is too slow).
+	Dropped uint64
 }
 
 // Stats returns what the manager records now. It only takes the manager's
@@ -20,7 +18,7 @@ func (m *Manager) Stats() ManagerStats {
 		ss = append(ss, s)
 	}
 	m.mu.Unlock()
-	var st ManagerStats
+	st := ManagerStats{Dropped: m.drops.Load()}
 	for _, s := range ss {
 		if s.isEnded() {
 			continue // finishing its files

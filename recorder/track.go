@@ -34,6 +34,9 @@ type TrackOptions struct {
 	// called from the recorder's goroutine, at most once per 500 ms while
 	// the track waits for a keyframe, and must not block.
 	RequestKeyframe func()
+	// Drops, if set, also counts the packets this track drops (a counter
+	// shared by many tracks, e.g. a Manager's).
+	Drops *atomic.Uint64
 }
 
 // TrackStats are a track's counters.
@@ -80,6 +83,7 @@ type TrackRecorder struct {
 	srNew bool
 
 	packets, dropped, late, gaps   atomic.Uint64
+	sharedDrops                    *atomic.Uint64 // nil: none
 	frames, framesDropped, keyReqs atomic.Uint64
 
 	// owned by the participant's goroutine
@@ -115,6 +119,14 @@ type senderReport struct {
 	ts  uint32
 }
 
+// drop counts a dropped packet.
+func (t *TrackRecorder) drop() {
+	t.dropped.Add(1)
+	if t.sharedDrops != nil {
+		t.sharedDrops.Add(1)
+	}
+}
+
 func newTrack(p *ParticipantRecorder, c codec, o TrackOptions) *TrackRecorder {
 	rate, chans := int64(o.Codec.ClockRate), int(o.Codec.Channels)
 	if rate == 0 {
@@ -143,7 +155,7 @@ func newTrack(p *ParticipantRecorder, c codec, o TrackOptions) *TrackRecorder {
 		log: p.log.With("track", o.ID, "codec", c.mime()), now: p.o.Now,
 		free: make(chan *packet, p.o.QueueSize), queue: make(chan *packet, p.o.QueueSize),
 		jb: newJitter(p.o.QueueSize, p.o.JitterDelay), waitKey: c.video(), lastPic: -1,
-		bindSSRC: webrtc.SSRC(randUint32()),
+		bindSSRC: webrtc.SSRC(randUint32()), sharedDrops: o.Drops,
 	}
 	for range p.o.QueueSize {
 		t.free <- &packet{}
@@ -162,7 +174,7 @@ func (t *TrackRecorder) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	if !t.sameSSRC(h.SSRC) {
-		t.dropped.Add(1)
+		t.drop()
 		return 0, nil
 	}
 	if h.Padding && h.PaddingSize == 0 && len(payload) > 0 {
@@ -193,7 +205,7 @@ func (t *TrackRecorder) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 func (t *TrackRecorder) Write(b []byte) (int, error) {
 	var pkt rtp.Packet
 	if err := pkt.Unmarshal(b); err != nil {
-		t.dropped.Add(1)
+		t.drop()
 		return 0, err
 	}
 	if _, err := t.WriteRTP(&pkt.Header, pkt.Payload); err != nil {
@@ -211,7 +223,7 @@ func (t *TrackRecorder) sameSSRC(ssrc uint32) bool {
 }
 
 func (t *TrackRecorder) overflow() {
-	t.dropped.Add(1)
+	t.drop()
 	t.overflowed.Store(true)
 	t.dropsToLog.Add(1)
 	now := t.now().UnixNano()

@@ -87,7 +87,7 @@ type collector struct {
 	defs  []counterDef
 
 	buildInfo, rooms, participants, tracks, subscriptions, bandwidth *prometheus.Desc
-	recRooms, recActive, turnAllocs                                  *prometheus.Desc
+	recRooms, recActive, recDropped, turnAllocs                      *prometheus.Desc
 	sigSessions, sigMessages, sigRateLimited, sigRejected            *prometheus.Desc
 
 	// mu serialises the SFU's part of scrapes: snapshots must reach the
@@ -116,6 +116,7 @@ func newCollector(src Sources, build string) *collector {
 				"as they are at scrape time (not accumulated: counts fall as connections go)."),
 		recRooms:       desc("recording_rooms", "Rooms with a recording session."),
 		recActive:      desc("recording_active", "Participants being recorded."),
+		recDropped:     desc("recording_dropped_total", "Packets the recorders dropped (queue full: disk or recorder too slow)."),
 		turnAllocs:     desc("turn_allocations", "Active TURN allocations."),
 		sigSessions:    desc("signaling_sessions", "Open signaling sessions."),
 		sigMessages:    desc("signaling_messages_total", "Signaling messages, by direction (in: from clients).", "direction"),
@@ -138,6 +139,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.src.Recorder != nil {
 		ch <- c.recRooms
 		ch <- c.recActive
+		ch <- c.recDropped
 	}
 	if c.src.TURNAllocations != nil {
 		ch <- c.turnAllocs
@@ -159,6 +161,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		st := c.src.Recorder()
 		ch <- gauge(c.recRooms, st.Rooms)
 		ch <- gauge(c.recActive, st.Active)
+		ch <- counter(c.recDropped, st.Dropped)
 	}
 	if c.src.TURNAllocations != nil {
 		ch <- gauge(c.turnAllocs, c.src.TURNAllocations())

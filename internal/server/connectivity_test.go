@@ -12,6 +12,7 @@ import (
 
 	"github.com/chorus-sfu/chorus/internal/server"
 	"github.com/chorus-sfu/chorus/internal/turnserver"
+	"github.com/chorus-sfu/chorus/internal/turnserver/turntest"
 	"github.com/chorus-sfu/chorus/signaling/client"
 )
 
@@ -140,5 +141,44 @@ func TestTURNRelayOnly(t *testing.T) {
 			}
 			waitRoomGone(t, ctx, s, room)
 		})
+	}
+}
+
+// Chorus configured with an external TURN server (coturn, use-auth-secret)
+// hands clients its URL and credentials in joined; a relay-only publisher
+// connects through it and a viewer receives its video.
+func TestExternalTURNRelayOnly(t *testing.T) {
+	const secret = "external-coturn-secret-0123456789abcdef"
+	addr := turntest.StartCoturn(t, turntest.Coturn(t), secret)
+	s := startServerWith(t, server.Config{ExternalTURN: []string{"turn:" + addr + "?transport=udp"}, ExternalTURNSecret: secret})
+	ctx := deadline(t, 30*time.Second)
+	relayOnly, err := client.Dial(ctx, wsURL(s), client.Options{
+		Config: webrtc.Configuration{ICETransportPolicy: webrtc.ICETransportPolicyRelay}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = relayOnly.Close() })
+	joined, err := relayOnly.Join(ctx, "ext", "relayed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(joined.ICEServers) != 1 || joined.ICEServers[0].URLs[0] != "turn:"+addr+"?transport=udp" ||
+		!strings.Contains(joined.ICEServers[0].Username, ":anon-") || joined.ICEServers[0].Credential == "" {
+		t.Fatalf("joined ICE servers: %+v", joined.ICEServers)
+	}
+	video := videoSource(t, "relayed")
+	senders, err := relayOnly.Publish(ctx, video.Track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go video.ReadRTCP(senders[0])
+	pump(t, video, 5*time.Millisecond)
+	viewer := newPeer(t, s, "ext", "viewer", nil)
+	sink := viewer.sink(ctx, webrtc.RTPCodecTypeVideo, "")
+	if err := sink.WaitFor(ctx, func(ix map[uint32]bool) bool { return len(ix) >= 50 }); err != nil {
+		t.Fatalf("only %d frames from the relayed publisher", sink.Count())
+	}
+	if pair := selectedPair(t, relayOnly.Publisher()); pair.Local.Typ != webrtc.ICECandidateTypeRelay {
+		t.Fatalf("the publisher's selected pair %s is not relayed", pair)
 	}
 }
