@@ -30,4 +30,3 @@ func TestCoturnInterop(t *testing.T) {
 	checkRelayedPeerConnection(t, webrtc.ICEServer{URLs: []string{"turn:" + addr + "?transport=udp"},
 		Username: user, Credential: pass})
 }
-
