@@ -77,17 +77,20 @@ type testServer struct {
 
 func startServer(t *testing.T, w *testWriter) *testServer {
 	t.Helper()
+	return startServerWith(t, w, server.Config{})
+}
+
+// startServerWith starts a server on loopback with cfg's other settings.
+func startServerWith(t *testing.T, w *testWriter, cfg server.Config) *testServer {
+	t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("CHORUS_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
 	var out io.Writer = w
-	s, err := server.Start(server.Config{
-		Listen:  "127.0.0.1:0",
-		UDPIP:   "127.0.0.1",
-		Logger:  slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level})),
-		UDPPort: 0,
-	})
+	cfg.Listen, cfg.UDPIP, cfg.UDPPort = "127.0.0.1:0", "127.0.0.1", 0
+	cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	s, err := server.Start(cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
