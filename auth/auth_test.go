@@ -360,3 +360,22 @@ func TestFromRequest(t *testing.T) {
 		t.Error("FromRequest(nil) not empty")
 	}
 }
+
+// BenchmarkVerify is the cost of checking one access token (every join,
+// WHIP/WHEP request and API call pays it once).
+func BenchmarkVerify(b *testing.B) {
+	secret := strings.Repeat("s", 40)
+	v := NewVerifier(Keys{"k": secret}, nil)
+	c := Claims{Room: "r", Grants: Grants{Join: true, Publish: true}}
+	c.Subject = "alice"
+	tok, err := NewToken("k", secret, c, time.Hour, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
