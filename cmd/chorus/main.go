@@ -117,22 +117,16 @@ func serverConfig(o options, log *slog.Logger) (server.Config, error) {
 		ICETCPPort: o.tcpPort, NAT1To1IPs: nat, NoBandwidthAllocation: !o.bwe, Recording: rec, Keys: keys,
 		Limits: o.limits, AdminListen: o.adminListen, Logger: log}
 	if o.webhookURLs != "" {
-		secret := o.webhookSecret
-		if secret == "" {
-			secret = o.apiSecret
-		}
-		if secret == "" {
-			return cfg, errors.New("--webhook-urls needs --webhook-secret (or --api-secret) to sign the events")
+		secret, err := secretOr(o.webhookSecret, o.apiSecret, "--webhook-urls needs --webhook-secret (or --api-secret) to sign the events")
+		if err != nil {
+			return cfg, err
 		}
 		cfg.Webhooks = server.WebhookConfig{URLs: strings.Split(o.webhookURLs, ","), Secret: secret}
 	}
 	if o.turnURLs != "" {
-		secret := o.turnSecret
-		if secret == "" {
-			secret = o.apiSecret
-		}
-		if secret == "" {
-			return cfg, errors.New("--turn-urls needs --turn-secret (or --api-secret): the servers' use-auth-secret")
+		secret, err := secretOr(o.turnSecret, o.apiSecret, "--turn-urls needs --turn-secret (or --api-secret): the servers' use-auth-secret")
+		if err != nil {
+			return cfg, err
 		}
 		cfg.ExternalTURN, cfg.ExternalTURNSecret = strings.Split(o.turnURLs, ","), secret
 	}
@@ -144,6 +138,17 @@ func serverConfig(o options, log *slog.Logger) (server.Config, error) {
 		cfg.TURN = t
 	}
 	return cfg, nil
+}
+
+// secretOr is secret, else the API secret, else the error missing.
+func secretOr(secret, apiSecret, missing string) (string, error) {
+	if secret == "" {
+		secret = apiSecret
+	}
+	if secret == "" {
+		return "", errors.New(missing)
+	}
+	return secret, nil
 }
 
 // parseKeys collects the API keys: --api-key/--api-secret and --keys.
