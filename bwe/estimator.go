@@ -50,7 +50,7 @@ const (
 	// over at least two reports, before the estimate is lowered: a receiver
 	// whose CPU stalls for a moment stamps a few packets late, and that is
 	// not a queue on the path.
-	overuseTime = 150 * time.Millisecond
+	overuseTime = 100 * time.Millisecond
 	// underuseDelay: queuing delay below this allows increasing.
 	underuseDelay = 15 * time.Millisecond
 	// baseWindow is how long the minimum one-way delay is remembered.
