@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/chorus-sfu/chorus/auth"
 	"github.com/chorus-sfu/chorus/internal/server"
@@ -55,11 +56,19 @@ func run(args []string, getenv func(string) string) error {
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	return serve(srv, sigs, o.drainTimeout, log)
+}
+
+// serve runs until the server fails or a signal arrives; then it drains:
+// no new participants, clients told to reconnect, until everyone has left,
+// drain ends or a second signal comes; then it closes the server (which
+// finishes the recordings).
+func serve(srv *server.Server, sigs <-chan os.Signal, drain time.Duration, log *slog.Logger) error {
 	select {
 	case s := <-sigs:
-		log.Info("draining", "signal", s.String(), "timeout", o.drainTimeout)
+		log.Info("draining", "signal", s.String(), "timeout", drain)
 		srv.Drain()
-		ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), drain)
 		go func() { // a second signal ends the drain at once
 			select {
 			case <-sigs:

@@ -1,12 +1,21 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/chorus-sfu/chorus/internal/server"
+	"github.com/chorus-sfu/chorus/signaling"
+	"github.com/chorus-sfu/chorus/signaling/client"
 )
 
 func TestFlagsReadEnvironment(t *testing.T) {
@@ -160,4 +169,56 @@ func TestEverySettingDocumented(t *testing.T) {
 			t.Errorf("docs/configuration.md does not document --%s", f.Name)
 		}
 	})
+}
+
+// A signal drains the server: the joined client is told to reconnect, and
+// once it has left the server closes (well before the drain timeout).
+func TestSignalDrains(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.Start(server.Config{Listen: "127.0.0.1:0", UDPIP: "127.0.0.1", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	told := make(chan struct{})
+	var once sync.Once
+	c, err := client.Dial(ctx, strings.Replace(srv.URL(), "http://", "ws://", 1)+"ws", client.Options{Events: func(m signaling.Message) {
+		if m.Type == signaling.TypeReconnect {
+			once.Do(func() { close(told) })
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, "r", "a"); err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- serve(srv, sigs, time.Minute, log) }()
+	sigs <- syscall.SIGTERM
+	select {
+	case <-told:
+	case <-ctx.Done():
+		t.Fatal("the client was not told to reconnect")
+	}
+	if resp, err := http.Get(srv.URL() + "readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while draining: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	_ = c.Close() // the client moves elsewhere
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the server did not close once its last client left")
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("drain took %v", took)
+	}
 }
