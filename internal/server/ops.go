@@ -45,6 +45,9 @@ func apiAccess(v *auth.Verifier, listen net.Addr) func(*http.Request) error {
 			if !c.Grants.Admin {
 				return fmt.Errorf("the access token has no admin grant: %w", store.ErrForbidden)
 			}
+			if c.Room != "" { // these APIs span every room
+				return fmt.Errorf("an admin token for one room (%q) cannot use the server-wide APIs: %w", c.Room, store.ErrForbidden)
+			}
 			return nil
 		}
 	}

@@ -112,6 +112,9 @@ func TestAdminAPI(t *testing.T) {
 	if st, _ := do(t, "GET", base+"/api/rooms", testToken(t, "adm", "x", "join,publish,subscribe,record"), nil); st != http.StatusForbidden {
 		t.Fatalf("token without admin: %d", st)
 	}
+	if st, _ := do(t, "GET", base+"/api/rooms", testToken(t, "adm", "x", "admin"), nil); st != http.StatusForbidden {
+		t.Fatalf("an admin token for one room: %d", st)
+	}
 	var rooms []server.RoomJSON
 	deadline := time.Now().Add(10 * time.Second)
 	for {
