@@ -5,11 +5,14 @@
 package signaling
 
 import (
+	"strings"
 	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-sfu/chorus/chat"
 )
 
 // Message types. Client to server: join, offer (publisher), answer
@@ -45,6 +48,16 @@ const (
 	TypeRecordingStarted = "recordingStarted"
 	TypeRecordingStopped = "recordingStopped"
 	TypeRecording        = "recording"
+	// Chat: TypeChat (client: text, to?; server: messages), TypeReaction
+	// (client: reaction), TypeChatHistory (client: after?, limit?; server:
+	// messages, more, chat), TypeChatNotify (server: chat.latest, and after
+	// joined chat.oldest too: pull what is new), TypeChatSent (server: the
+	// sender's own message with its seq).
+	TypeChat        = "chat"
+	TypeReaction    = "reaction"
+	TypeChatHistory = "chatHistory"
+	TypeChatNotify  = "chatNotify"
+	TypeChatSent    = "chatSent"
 	// TypeReconnect (server to client): the server is draining; the client
 	// should leave and join again (another node will take it).
 	TypeReconnect = "reconnect"
@@ -136,6 +149,23 @@ type Message struct {
 	// (omitted with no tokens: everything is allowed).
 	CanPublish   *bool `json:"canPublish,omitempty"`
 	CanSubscribe *bool `json:"canSubscribe,omitempty"`
+
+	// Chat fields (see TypeChat).
+	Text     string         `json:"text,omitempty"`
+	To       string         `json:"to,omitempty"`
+	Reaction string         `json:"reaction,omitempty"`
+	After    *uint64        `json:"after,omitempty"`
+	Limit    int            `json:"limit,omitempty"`
+	More     bool           `json:"more,omitempty"`
+	Messages []chat.Message `json:"messages,omitempty"`
+	Chat     *ChatInfo      `json:"chat,omitempty"`
+}
+
+// ChatInfo is the room chat history's range: messages Oldest..Latest can be
+// pulled (0: none stored yet).
+type ChatInfo struct {
+	Oldest uint64 `json:"oldest"`
+	Latest uint64 `json:"latest"`
 }
 
 // Participant describes a room member.
@@ -231,6 +261,21 @@ func Decode(data []byte) (Message, error) {
 	case TypeStartRecording, TypeStopRecording:
 		if len(m.ParticipantID) > MaxParticipantIDLen || !printable(m.ParticipantID) {
 			return m, protoErr(CodeBadRequest, "participantId must be printable text of at most %d bytes", MaxParticipantIDLen)
+		}
+	case TypeChat:
+		if strings.TrimSpace(m.Text) == "" {
+			return m, protoErr(CodeBadRequest, "chat needs text")
+		}
+		if len(m.To) > MaxParticipantIDLen {
+			return m, protoErr(CodeBadRequest, "to must be a participant id")
+		}
+	case TypeReaction:
+		if m.Reaction == "" || len(m.Reaction) > 64 {
+			return m, protoErr(CodeBadRequest, "reaction must be 1 to 64 bytes")
+		}
+	case TypeChatHistory:
+		if m.Limit < 0 {
+			return m, protoErr(CodeBadRequest, "limit must not be negative")
 		}
 	case TypeLeave, TypePing:
 	default:

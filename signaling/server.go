@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/chorus-sfu/chorus/auth"
+	"github.com/chorus-sfu/chorus/chat"
 	"github.com/chorus-sfu/chorus/sfu"
 )
 
@@ -35,6 +36,8 @@ type Config struct {
 	Auth *auth.Verifier
 	// Limits bound rooms, participants, tracks and rates (zero: none).
 	Limits Limits
+	// Chat configures the rooms' text chat.
+	Chat ChatOptions
 	// ICEServers, if set, lists the STUN/TURN servers (with credentials
 	// for the identity) that a joining client is told to use.
 	ICEServers func(identity string) []ICEServer
@@ -74,6 +77,7 @@ type Server struct {
 	rooms     map[string]map[*session]struct{} // joined WebSocket sessions by room name
 	resources map[string]*resource             // WHIP/WHEP sessions by resource ID
 	occupancy map[string]int                   // participants by room, for the limits
+	chats     map[string]*chat.Room              // by room, while it has WebSocket members
 	draining  bool
 	wg        sync.WaitGroup
 
@@ -99,6 +103,7 @@ func NewServer(s *sfu.SFU, cfg Config) *Server {
 		rooms:     map[string]map[*session]struct{}{},
 		resources: map[string]*resource{},
 		occupancy: map[string]int{},
+		chats:     map[string]*chat.Room{},
 	}
 }
 
@@ -148,6 +153,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		s.mu.Unlock()
+		s.leaveChat(sess)
 		if sess.reserved != "" {
 			s.release(sess.reserved)
 		}

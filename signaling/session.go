@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/auth"
+	"github.com/chorus-sfu/chorus/chat"
 	"github.com/chorus-sfu/chorus/recorder/store"
 	"github.com/chorus-sfu/chorus/sfu"
 )
@@ -60,6 +61,7 @@ type session struct {
 	// owned by the loop goroutine until it ends, then read by the server
 	reserved string       // the room counted for this session (limits)
 	claims   *auth.Claims // the access token's, once joined
+	chat     *chat.Room   // the room's chat, once joined
 	rate     bucket       // message rate limit
 	limited  int          // messages refused by the rate limit in a row
 
@@ -227,6 +229,28 @@ func (s *session) queue(data []byte) {
 
 func (s *session) sendError(id string, err error) { s.send(errorMsg(id, err)) }
 
+// queueNonBlocking queues m for a callback that must not block (chat
+// delivery); it reports false, and the session ends, when the client is too
+// slow.
+func (s *session) queueNonBlocking(m Message) bool {
+	data, err := json.Marshal(m)
+	if err != nil {
+		s.log.Error("marshal message", "type", m.Type, "err", err)
+		return true
+	}
+	select {
+	case s.out <- data:
+		s.srv.msgsOut.Add(1)
+		return true
+	case <-s.done:
+		return false
+	default:
+		s.log.Warn("client too slow for the chat, closing")
+		s.stop()
+		return false
+	}
+}
+
 // errorMsg is the error message that reports err to a client.
 func errorMsg(id string, err error) Message {
 	var pe *ProtocolError
@@ -377,6 +401,8 @@ func (s *session) handle(m Message) bool {
 		}
 	case TypeStartRecording, TypeStopRecording:
 		s.recordingRequest(m)
+	case TypeChat, TypeReaction, TypeChatHistory:
+		s.chatRequest(m)
 	}
 	return true
 }
@@ -514,6 +540,12 @@ func (s *session) join(m Message) {
 	}
 	s.p = p
 	s.srv.addToRoom(s, p.Room().Name(), p.ID())
+	// notify, then pull: the client learns what history exists
+	if info, err := s.joinChat(p.Room().Name(), p.ID(), claims.Identity(), name); err != nil {
+		s.log.Warn("chat unavailable", "err", err)
+	} else {
+		s.send(Message{Type: TypeChatNotify, Chat: info})
+	}
 }
 
 // negotiate sends a server offer on the subscriber connection, or marks

@@ -1,0 +1,142 @@
+package signaling_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chorus-sfu/chorus/signaling"
+	"github.com/chorus-sfu/chorus/signaling/client"
+)
+
+// chatTexts lists the texts of the chat messages pushed in events.
+func chatTexts(events []signaling.Message) []string {
+	var out []string
+	for _, e := range events {
+		if e.Type == signaling.TypeChat {
+			for _, c := range e.Messages {
+				if c.Kind == "chat" {
+					out = append(out, c.Text)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Chat text reaches the room in order; a late joiner is told how much
+// history exists and pulls exactly the last 50 messages; private messages
+// reach only their recipient; reactions arrive merged.
+func TestChatOverWebSocket(t *testing.T) {
+	s := startServer(t, signaling.Config{Chat: signaling.ChatOptions{PerSenderRate: 1000, PerSenderBurst: 1000}})
+	a := dial(t, s, "chat", "a")
+	b := dial(t, s, "chat", "b")
+	for i := 1; i <= 60; i++ {
+		r := a.request(signaling.Message{Type: signaling.TypeChat, Text: fmt.Sprint("hello ", i)})
+		if r.Type != signaling.TypeChatSent || len(r.Messages) != 1 || r.Messages[0].Seq != uint64(i) {
+			t.Fatalf("reply to chat %d: %+v", i, r)
+		}
+	}
+	b.waitUntil("60 chat messages", func(es []signaling.Message) bool { return len(chatTexts(es)) == 60 })
+	for i, txt := range chatTexts(b.eventList()) {
+		if txt != fmt.Sprint("hello ", i+1) {
+			t.Fatalf("message %d is %q: out of order", i, txt)
+		}
+	}
+	late := dial(t, s, "chat", "late")
+	n := late.waitFor("chatNotify", func(e signaling.Message) bool { return e.Type == signaling.TypeChatNotify })
+	if n.Chat == nil || n.Chat.Latest != 60 || n.Chat.Oldest != 11 {
+		t.Fatalf("late joiner told %+v, want oldest 11, latest 60", n.Chat)
+	}
+	after := uint64(10)
+	var got []string
+	for {
+		h := late.request(signaling.Message{Type: signaling.TypeChatHistory, After: &after, Limit: 20})
+		for _, m := range h.Messages {
+			got = append(got, m.Text)
+			after = m.Seq
+		}
+		if !h.More {
+			break
+		}
+	}
+	if len(got) != 50 || got[0] != "hello 11" || got[49] != "hello 60" {
+		t.Fatalf("late joiner pulled %d messages: %v ... ", len(got), got[:min(3, len(got))])
+	}
+	// private: only b (and the sender) see it
+	priv := a.request(signaling.Message{Type: signaling.TypeChat, Text: "psst", To: b.joined.Participant.ID})
+	if priv.Type != signaling.TypeChatSent {
+		t.Fatalf("private message: %+v", priv)
+	}
+	b.waitUntil("the private message", func(es []signaling.Message) bool {
+		txt := chatTexts(es)
+		return len(txt) > 0 && txt[len(txt)-1] == "psst"
+	})
+	late.sync()
+	for _, txt := range chatTexts(late.eventList()) {
+		if txt == "psst" {
+			t.Fatal("a private message reached a third member")
+		}
+	}
+	// reactions are merged into counts
+	for range 3 {
+		if err := b.c.Send(signaling.Message{Type: signaling.TypeReaction, Reaction: "+1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late.waitUntil("merged reactions", func(es []signaling.Message) bool {
+		total := 0
+		for _, e := range es {
+			for _, m := range e.Messages {
+				if m.Kind == "reaction" && m.Reaction == "+1" {
+					total += m.Count
+				}
+			}
+		}
+		return total == 3
+	})
+}
+
+// Without the data grant a participant cannot chat; a sender over its rate
+// is told.
+func TestChatGrantAndRate(t *testing.T) {
+	s := startServer(t, signaling.Config{Auth: testVerifier(), Chat: signaling.ChatOptions{PerSenderRate: 1, PerSenderBurst: 2}})
+	viewer := dialToken(t, s, "r", token(t, "r", "v", "join,subscribe", time.Hour))
+	if r := viewer.request(signaling.Message{Type: signaling.TypeChat, Text: "hi"}); r.Code != signaling.CodeNotPermitted {
+		t.Fatalf("chat without the data grant: %+v", r.Code)
+	}
+	talker := dialToken(t, s, "r", token(t, "r", "t", "join,subscribe,data", time.Hour))
+	codes := []string{}
+	for range 3 {
+		r := talker.request(signaling.Message{Type: signaling.TypeChat, Text: "hi"})
+		codes = append(codes, r.Type+"/"+r.Code)
+	}
+	if codes[0] != "chatSent/" || codes[1] != "chatSent/" || codes[2] != "error/"+signaling.CodeRateLimited {
+		t.Fatalf("three messages with a burst of two: %v", codes)
+	}
+}
+
+// dialToken connects a member with an access token and joins room.
+func dialToken(t *testing.T, s *testServer, room, tok string) *member {
+	t.Helper()
+	m := &member{t: t, name: "token", change: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	c, err := client.Dial(ctx, s.url, client.Options{Token: tok, Events: func(msg signaling.Message) {
+		m.mu.Lock()
+		m.events = append(m.events, msg)
+		close(m.change)
+		m.change = make(chan struct{})
+		m.mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.c = c
+	t.Cleanup(func() { _ = c.Close() })
+	if m.joined, err = c.Join(ctx, room, ""); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
