@@ -20,4 +20,5 @@ VOLUME /home/nonroot/recordings
 # (CHORUS_API_SECRET, 32 bytes or more): every client then needs an access token. Settings can also come
 # from a YAML file (CHORUS_CONFIG) or CHORUS_* variables; see docs/configuration.md. Advertise the host's
 # public address with CHORUS_NAT_1TO1_IPS when behind NAT.
-ENTRYPOINT ["/chorus", "--listen", "0.0.0.0:7880", "--udp-port", "7882", "--tcp-port", "7881"]
+ENV CHORUS_LISTEN=0.0.0.0:7880 CHORUS_UDP_PORT=7882 CHORUS_TCP_PORT=7881
+ENTRYPOINT ["/chorus"]

@@ -342,7 +342,16 @@ func (d *DownTrack) Close() {
 // more than half full at its first packet, and the rest of a frame is
 // dropped when the queue overflows in its middle.
 func (d *DownTrack) enqueue(layer int, p CachedPacket) {
-	if !d.bound.Load() || d.paused.Load() || d.src.blocked.Load() {
+	if !d.bound.Load() || d.paused.Load() {
+		return
+	}
+	if d.src.blocked.Load() {
+		// muted by an operator: nothing goes out, and the stream resumes
+		// at a keyframe, re-anchored (no gap for the subscriber to NACK
+		// back into the blocked media)
+		d.emu.Lock()
+		d.waitKey = true
+		d.emu.Unlock()
 		return
 	}
 	cur, tgt := int(d.current.Load()), d.wantedLayer()

@@ -434,3 +434,45 @@ func TestUpTrackDropsDuplicates(t *testing.T) {
 		t.Fatal("a packet older than the cache was stored")
 	}
 }
+
+// A track an operator muted forwards nothing; once unmuted it resumes at a
+// keyframe with sequence numbers that continue without a gap (a gap would
+// be NACKed back into the muted media).
+func TestBlockedTrackResumesAtKeyframe(t *testing.T) {
+	up := newVideoUp(nil)
+	up.ssrc.Store(1234)
+	w := &fakeWriter{}
+	pt := published(up)
+	d := bindDownTo(t, pt, w, 0)
+	defer d.Close()
+	pz := &packetizer{seq: 1, perFrame: 2}
+	for f := 0; f < 3; f++ {
+		for _, b := range pz.frameAt(f == 0) {
+			up.handlePacket(b)
+		}
+	}
+	waitCount(t, w, 6)
+	pt.blocked.Store(true)
+	for f := 0; f < 3; f++ {
+		for _, b := range pz.frameAt(false) {
+			up.handlePacket(b)
+		}
+	}
+	pt.blocked.Store(false)
+	for _, b := range pz.frameAt(false) { // a delta frame: not decodable, not sent
+		up.handlePacket(b)
+	}
+	for _, b := range pz.frameAt(true) {
+		up.handlePacket(b)
+	}
+	waitCount(t, w, 8)
+	hs := w.written()
+	if len(hs) != 8 {
+		t.Fatalf("%d packets written, want 6 before the mute and the 2 of the keyframe after", len(hs))
+	}
+	for i := 1; i < len(hs); i++ {
+		if hs[i].SequenceNumber != hs[i-1].SequenceNumber+1 {
+			t.Fatalf("gap after the mute: %d then %d", hs[i-1].SequenceNumber, hs[i].SequenceNumber)
+		}
+	}
+}

@@ -344,5 +344,12 @@ func (r *Room) MuteTrack(trackID string, muted bool) error {
 	if t.muted.Swap(muted) != muted {
 		r.trackMuted(t)
 	}
+	if !muted { // the subscribers resume at a keyframe
+		for l := range MaxLayers {
+			if u := t.Layer(l); u != nil {
+				u.RequestKeyframe()
+			}
+		}
+	}
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -132,6 +134,11 @@ func clientIP(r *http.Request) string {
 // to an HTTP request; it answers the request and returns false when the
 // connection is refused.
 func (s *Server) admitConnection(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.LocalOnly && (!LocalRequest(r) || !localOrigin(r)) {
+		s.rejected.Add(1)
+		httpError(w, http.StatusForbidden, "this server has no access keys and only serves its own machine (localhost pages)")
+		return false
+	}
 	if s.Draining() {
 		s.rejected.Add(1)
 		w.Header().Set("Retry-After", "5")
@@ -269,4 +276,49 @@ func (s *Server) Stats() Stats {
 	s.mu.Unlock()
 	return Stats{Sessions: sessions, Resources: resources, MessagesIn: s.msgsIn.Load(), MessagesOut: s.msgsOut.Load(),
 		RateLimited: s.rateLimited.Load(), Rejected: s.rejected.Load()}
+}
+
+// LocalRequest reports whether r comes from this machine and names it: a
+// loopback peer, a loopback or localhost Host header (a web page whose name
+// was rebound to 127.0.0.1 by DNS does not pass), and no proxy header (a
+// reverse proxy on this machine forwards others' requests). A server
+// without access keys serves only such requests.
+func LocalRequest(r *http.Request) bool {
+	return loopbackHost(r.Host) && loopbackRemote(r.RemoteAddr) && r.Header.Get("X-Forwarded-For") == "" &&
+		r.Header.Get("Forwarded") == ""
+}
+
+// localOrigin reports whether a browser request's Origin is a page of this
+// machine (or absent: not a browser).
+func localOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && loopbackHost(u.Host)
+}
+
+// loopbackHost reports whether a Host header names a loopback host.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackRemote reports whether a remote address is a loopback one.
+func loopbackRemote(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -270,4 +271,34 @@ func TestWHIPAndWHEPTokens(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
 		}
 	}
+}
+
+// A server without keys (LocalOnly) serves only its own machine's localhost
+// pages: another site's page, a rebound host name or a proxied request is
+// refused.
+func TestLocalOnly(t *testing.T) {
+	s := startServer(t, signaling.Config{LocalOnly: true})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	for name, h := range map[string]http.Header{
+		"another site's page": {"Origin": {"https://evil.example"}},
+		"a rebound host name": {"Host": {"evil.example"}},
+		"a proxied request":   {"X-Forwarded-For": {"192.0.2.7"}},
+	} {
+		d := websocket.Dialer{}
+		u := s.url
+		if host := h.Get("Host"); host != "" {
+			h.Del("Host")
+			d.NetDial = nil
+			u = strings.Replace(u, "127.0.0.1", "evil.example", 1)
+			d.NetDialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, strings.TrimPrefix(strings.Split(s.url, "/")[2], ""))
+			}
+		}
+		_, resp, err := d.DialContext(ctx, u, h)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: err %v, response %v; want 403", name, err, resp)
+		}
+	}
+	dial(t, s, "r", "local") // a localhost page (no Origin from Go) is served
 }

@@ -5,10 +5,10 @@
 package signaling
 
 import (
-	"strings"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pion/webrtc/v4"
 

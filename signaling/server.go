@@ -34,6 +34,10 @@ type Config struct {
 	// Auth verifies access tokens; nil: no tokens, every client may join
 	// any room, publish, subscribe and (with ClientRecording) record.
 	Auth *auth.Verifier
+	// LocalOnly serves only requests from this machine to localhost, from
+	// localhost pages (see LocalRequest): what a server without access keys
+	// must do, so that no other site a user visits can join its rooms.
+	LocalOnly bool
 	// Limits bound rooms, participants, tracks and rates (zero: none).
 	Limits Limits
 	// Chat configures the rooms' text chat.
@@ -77,7 +81,7 @@ type Server struct {
 	rooms     map[string]map[*session]struct{} // joined WebSocket sessions by room name
 	resources map[string]*resource             // WHIP/WHEP sessions by resource ID
 	occupancy map[string]int                   // participants by room, for the limits
-	chats     map[string]*chat.Room              // by room, while it has WebSocket members
+	chats     map[string]*chat.Room            // by room, while it has WebSocket members
 	draining  bool
 	wg        sync.WaitGroup
 

@@ -154,6 +154,7 @@ func (s *session) closeAfterFlush(code int, reason string) {
 	select {
 	case s.out <- closeFrame(code, reason):
 	default:
+		s.stop() // no room for the close frame: end the session anyway
 	}
 }
 

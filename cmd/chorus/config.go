@@ -77,7 +77,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.apiKey, "api-key", "chorus", "name of the API key whose secret is --api-secret")
 	fs.StringVar(&o.apiSecret, "api-secret", "", "secret (32 bytes or more) that signs access tokens; without keys the server only runs on loopback")
 	fs.StringVar(&o.keys, "keys", "", "more API keys as comma-separated name:secret pairs (YAML: a map)")
-	fs.StringVar(&o.adminListen, "admin-listen", "", "address for pprof and metrics (e.g. 127.0.0.1:7881); empty: off")
+	fs.StringVar(&o.adminListen, "admin-listen", "", "address for pprof, metrics and health without tokens (e.g. 127.0.0.1:7883; keep it private); empty: off")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long clients get to move before the server closes")
 	fs.BoolVar(&o.turn, "turn", false, "run the embedded TURN server")
 	fs.IntVar(&o.turnPort, "turn-port", 3478, "embedded TURN server port (UDP, and TCP with --turn-tcp)")
@@ -93,7 +93,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Int64Var(&o.recMaxBytes, "recordings-max-bytes", 0, "delete the oldest finished recordings while the folder holds more bytes; 0: no limit")
 	fs.StringVar(&o.autoRecord, "auto-record", "", "comma-separated rooms recorded from their start; * for every room")
 	fs.StringVar(&o.clientRecording, "client-recording", "auto",
-		"let participants with the record grant start and stop recordings: true, false, or auto (on unless keys are configured off loopback... see docs)")
+		"let participants whose token has the record grant (everyone without keys) start and stop recordings: auto or true, or false")
 	fs.StringVar(&o.webhookURLs, "webhook-urls", "", "comma-separated URLs that receive signed event webhooks")
 	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "HMAC secret of the webhooks (default: --api-secret)")
 	fs.IntVar(&o.limits.MaxRooms, "max-rooms", d.MaxRooms, "open rooms at most; 0: no limit")

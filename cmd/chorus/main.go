@@ -124,7 +124,7 @@ func serverConfig(o options, log *slog.Logger) (server.Config, error) {
 	}
 	cfg = server.Config{Listen: o.listen, TLSCert: o.tlsCert, TLSKey: o.tlsKey, UDPPort: o.udpPort, UDPIP: o.udpIP,
 		ICETCPPort: o.tcpPort, NAT1To1IPs: nat, NoBandwidthAllocation: !o.bwe, Recording: rec, Keys: keys,
-		Limits: o.limits, AdminListen: o.adminListen, Logger: log}
+		Limits: o.limits, AdminListen: o.adminListen, LocalOnly: len(keys) == 0, Logger: log}
 	if o.webhookURLs != "" {
 		secret, err := secretOr(o.webhookSecret, o.apiSecret, "--webhook-urls needs --webhook-secret (or --api-secret) to sign the events")
 		if err != nil {
@@ -140,7 +140,7 @@ func serverConfig(o options, log *slog.Logger) (server.Config, error) {
 		cfg.ExternalTURN, cfg.ExternalTURNSecret = strings.Split(o.turnURLs, ","), secret
 	}
 	if o.turn {
-		t, err := turnConfig(o, keys, nat)
+		t, err := turnConfig(o, nat)
 		if err != nil {
 			return cfg, err
 		}
@@ -170,7 +170,7 @@ func parseKeys(o options) (auth.Keys, error) {
 		for _, pair := range strings.Split(o.keys, ",") {
 			name, secret, ok := strings.Cut(strings.TrimSpace(pair), ":")
 			if !ok || name == "" || secret == "" {
-				return nil, fmt.Errorf("--keys: %q is not name:secret", pair)
+				return nil, fmt.Errorf("--keys: an entry (named %q) is not name:secret", name)
 			}
 			keys[name] = secret
 		}

@@ -1,29 +1,20 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
 
-	"github.com/chorus-sfu/chorus/auth"
 	"github.com/chorus-sfu/chorus/internal/turnserver"
 )
 
 // turnConfig is the embedded TURN server's configuration. Its credentials
-// are derived (TURN REST style) from the secret of the first API key, or
-// from a random one on an open loopback server.
-func turnConfig(o options, keys auth.Keys, nat []string) (*turnserver.Config, error) {
-	secret := o.apiSecret
-	if secret == "" {
-		for _, s := range keys {
-			secret = s
-			break
-		}
-	}
-	if secret == "" {
-		return nil, errors.New("--turn needs an API secret (--api-secret): TURN credentials are derived from it")
+// are derived (TURN REST style) from --api-secret.
+func turnConfig(o options, nat []string) (*turnserver.Config, error) {
+	secret, err := secretOr("", o.apiSecret, "--turn needs --api-secret: the TURN credentials are derived from it")
+	if err != nil {
+		return nil, err
 	}
 	public := o.turnPublicIP
 	switch {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/chorus-sfu/chorus/auth"
@@ -57,7 +58,7 @@ func apiAccess(v *auth.Verifier, listen net.Addr) func(*http.Request) error {
 		// name was rebound to 127.0.0.1 (DNS rebinding), or a reverse proxy
 		// on the same machine, does not get it
 		return func(r *http.Request) error {
-			if !loopbackHost(r.Host) || !loopbackRemote(r.RemoteAddr) || r.Header.Get("X-Forwarded-For") != "" {
+			if !signaling.LocalRequest(r) {
 				return fmt.Errorf("without access keys the API only answers local requests to localhost: %w", store.ErrForbidden)
 			}
 			return nil
@@ -288,10 +289,13 @@ func observeRooms(n *webhook.Notifier, next func(*sfu.Room), log *slog.Logger) f
 // a room) into recording_started and recording_finished webhooks.
 type recordingEvents struct {
 	n    *webhook.Notifier
+	mu   sync.Mutex                 // rooms record concurrently
 	last map[string]map[string]bool // by room: participants recorded
 }
 
 func (e *recordingEvents) changed(room string, who []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	now := map[string]bool{}
 	for _, id := range who {
 		now[id] = true

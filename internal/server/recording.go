@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/chorus-sfu/chorus/recorder"
@@ -107,28 +105,4 @@ func (r *recording) close(log *slog.Logger) {
 	}
 	r.cancel()
 	<-r.done
-}
-
-// loopbackHost reports whether a Host header names a loopback host.
-func loopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// loopbackRemote reports whether a remote address is a loopback one.
-func loopbackRemote(addr string) bool {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }

@@ -60,6 +60,10 @@ type Config struct {
 	AdminListen string
 	// Webhooks: signed event notifications.
 	Webhooks WebhookConfig
+	// LocalOnly: without Keys, serve the WebSocket, WHIP and WHEP only to
+	// this machine's localhost pages (signaling.LocalRequest). The chorus
+	// command sets it; tests on other addresses leave it off.
+	LocalOnly bool
 	// Version is the build's version, reported by chorus_build_info.
 	Version string
 	// ExternalTURN lists TURN servers run elsewhere (e.g. coturn with
@@ -144,7 +148,7 @@ func Start(cfg Config) (*Server, error) {
 		closeHooks()
 		return nil, err
 	}
-	sigCfg := signaling.Config{Logger: cfg.Logger, Auth: verifier, Limits: cfg.Limits}
+	sigCfg := signaling.Config{Logger: cfg.Logger, Auth: verifier, Limits: cfg.Limits, LocalOnly: cfg.LocalOnly && verifier == nil}
 	var self atomic.Pointer[Server] // set once started: the TURN server starts after signaling
 	sigCfg.ICEServers = func(identity string) []signaling.ICEServer { return self.Load().iceServers(identity) }
 	access := apiAccess(verifier, ln.Addr())
@@ -195,15 +199,17 @@ func Start(cfg Config) (*Server, error) {
 	}
 	srv.metrics = metrics.HandlerWithLogger(metrics.NewRegistry(src, cfg.Version), cfg.Logger)
 	mux.Handle("GET /metrics", guardHandler(access, srv.metrics))
-	if cfg.AdminListen != "" {
-		if err := srv.startAdmin(cfg.AdminListen); err != nil {
-			_ = srv.Close()
-			return nil, err
-		}
-	}
 	if cfg.TURN != nil {
 		if err := srv.startTURN(*cfg.TURN, cfg.NAT1To1IPs, cfg.Logger); err != nil {
 			_ = srv.Close()
+			_ = ln.Close() // Serve never ran: Close does not close it
+			return nil, err
+		}
+	}
+	if cfg.AdminListen != "" {
+		if err := srv.startAdmin(cfg.AdminListen); err != nil {
+			_ = srv.Close()
+			_ = ln.Close()
 			return nil, err
 		}
 	}

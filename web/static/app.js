@@ -57,6 +57,9 @@ const SOURCE_MICROPHONE = 'microphone';
 const $ = (id) => document.getElementById(id);
 
 // The maxLayer test hook from the page's URL (see the top of this file).
+// REJOIN_ATTEMPTS bounds the reconnections after a server drain (with
+// backoff up to 30 s between them: about 5 minutes in all).
+const REJOIN_ATTEMPTS = 12;
 const urlMaxLayer = parseLayer(new URLSearchParams(location.search).get('maxLayer'));
 // An access token (?token=, from the application that sent the user here)
 // goes with the join; with it the room and name may be left out of the URL.
@@ -792,6 +795,7 @@ class Session {
   }
 
   onJoined(msg) {
+    chorus.rejoin = null; // back in: no more retries pending
     const self = msg.participant || {};
     chorus.participantId = self.id || null;
     chorus.state = 'joined';
@@ -881,10 +885,10 @@ class Session {
   onReconnect(msg) {
     chorus.reconnects = (chorus.reconnects || 0) + 1;
     showBanner(`The server is restarting (${msg.reason || 'draining'}); reconnecting…`);
-    const room = this.room;
-    const name = this.name;
+    const again = { room: this.room, name: this.name, attempt: 0 };
+    chorus.rejoin = again; // fail() keeps trying while the server restarts
     setTimeout(() => {
-      if (chorus.session === this) startCall(room, name);
+      if (chorus.rejoin === again && chorus.session === this) startCall(again.room, again.name);
     }, 1000 + Math.random() * 2000);
   }
 
@@ -1455,6 +1459,18 @@ class Session {
     this.teardown();
     chorus.state = 'failed';
     setStatus('Disconnected');
+    const again = chorus.rejoin;
+    if (again && again.attempt < REJOIN_ATTEMPTS) {
+      // after a drain: the server (or another node) takes us back soon
+      again.attempt += 1;
+      const wait = Math.min(30000, 1000 * 2 ** again.attempt) * (0.5 + Math.random() / 2);
+      showBanner(`${text} Reconnecting in ${Math.round(wait / 1000)} s…`);
+      setTimeout(() => {
+        if (chorus.rejoin === again) startCall(again.room, again.name);
+      }, wait);
+      return;
+    }
+    chorus.rejoin = null;
     showBanner(text, { retry: true });
   }
 
