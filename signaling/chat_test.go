@@ -123,13 +123,7 @@ func dialToken(t *testing.T, s *testServer, room, tok string) *member {
 	m := &member{t: t, name: "token", change: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	c, err := client.Dial(ctx, s.url, client.Options{Token: tok, Events: func(msg signaling.Message) {
-		m.mu.Lock()
-		m.events = append(m.events, msg)
-		close(m.change)
-		m.change = make(chan struct{})
-		m.mu.Unlock()
-	}})
+	c, err := client.Dial(ctx, s.url, client.Options{Token: tok, Events: m.record})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -153,13 +153,7 @@ func dial(t *testing.T, s *testServer, room, name string) *member {
 	m := &member{t: t, name: name, change: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	c, err := client.Dial(ctx, s.url, client.Options{Events: func(msg signaling.Message) {
-		m.mu.Lock()
-		m.events = append(m.events, msg)
-		close(m.change)
-		m.change = make(chan struct{})
-		m.mu.Unlock()
-	}})
+	c, err := client.Dial(ctx, s.url, client.Options{Events: m.record})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +167,15 @@ func dial(t *testing.T, s *testServer, room, name string) *member {
 		m.joined = j
 	}
 	return m
+}
+
+// record keeps a server notification (client.Options.Events).
+func (m *member) record(msg signaling.Message) {
+	m.mu.Lock()
+	m.events = append(m.events, msg)
+	close(m.change)
+	m.change = make(chan struct{})
+	m.mu.Unlock()
 }
 
 // waitFor waits until one of the events received so far satisfies cond and
