@@ -32,6 +32,7 @@
 // to sizing by the tile. Invisible video is paused either way.
 
 import { Recording } from './recording.js';
+import { Chat } from './chat.js';
 
 const MAX_ROOM_BYTES = 128;
 const MAX_NAME_BYTES = 64;
@@ -153,6 +154,12 @@ const recording = new Recording({
   onChange: () => {
     for (const tile of tiles.values()) tile.refreshRecMark();
   },
+});
+
+// Room chat (chat.js): history pulled after joining, then pushed messages.
+const chat = new Chat({
+  panel: $('chat-panel'), list: $('chat-list'), form: $('chat-form'), input: $('chat-input'),
+  toggle: $('chat-button'), reactionBar: $('reaction-bar'), state: chorus,
 });
 
 // ---------------------------------------------------------------- helpers
@@ -662,6 +669,7 @@ class Session {
     chorus.trackSettings = {};
     chorus.timings = { start: now() };
     recording.reset();
+    chat.reset((msg) => this.send(msg));
     setStatus('Connecting…');
     this.media = acquireMedia().then((m) => this.onMedia(m));
     this.connect();
@@ -786,6 +794,12 @@ class Session {
         return this.onServerError(msg);
       case 'reconnect':
         return this.onReconnect(msg);
+      case 'chat':
+      case 'chatNotify':
+      case 'chatHistory':
+      case 'chatSent':
+        chat.handle(msg);
+        break;
       case 'pong':
         break;
       default:
@@ -1498,6 +1512,7 @@ class Session {
     removeAllTiles();
     chorus.participants = {};
     recording.reset();
+    if (chorus.session === this) chat.reset();
     if (chorus.session === this) chorus.session = null;
     updateControls();
   }
