@@ -186,6 +186,14 @@ func authHTTPStatus(err error) int {
 // refuses; release undoes it. WebSocket sessions, WHIP and WHEP resources
 // all count.
 func (s *Server) reserve(room string) error {
+	err := s.tryReserve(room)
+	if err != nil {
+		s.rejected.Add(1)
+	}
+	return err
+}
+
+func (s *Server) tryReserve(room string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining {

@@ -497,7 +497,6 @@ func (s *session) join(m Message) {
 		return
 	}
 	if err := s.srv.reserve(m.Room); err != nil {
-		s.srv.rejected.Add(1)
 		s.sendError(m.ID, err)
 		return
 	}

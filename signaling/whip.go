@@ -181,7 +181,6 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.reserve(room); err != nil {
-		s.rejected.Add(1)
 		httpError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
@@ -193,17 +192,17 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "cannot join room: %v", err)
 		return
 	}
-	ans, err := p.HandlePublisherOffer(offer)
-	if err != nil {
-		p.Close()
-		s.release(room)
-		httpError(w, sdpStatus(err), "cannot use the SDP offer: %v", err)
-		return
-	}
+	// registered before negotiating, so that a failure meanwhile finds it
 	if !s.addResource(p, id, room) {
 		p.Close()
 		s.release(room)
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
+		return
+	}
+	ans, err := p.HandlePublisherOffer(offer)
+	if err != nil {
+		s.removeResource(id) // closes p and releases its place
+		httpError(w, sdpStatus(err), "cannot use the SDP offer: %v", err)
 		return
 	}
 	writeAnswer(w, "/whip/"+url.PathEscape(room)+"/"+id, ans)
@@ -241,7 +240,6 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.reserve(roomName); err != nil {
-		s.rejected.Add(1)
 		httpError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
@@ -253,21 +251,21 @@ func (s *Server) whepPost(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "cannot join room: %v", err)
 		return
 	}
-	ans, err := p.HandleSubscriberOffer(offer, tracks)
-	if err != nil {
+	// registered before negotiating: the publisher leaving meanwhile ends it
+	if !s.addResource(p, id, roomName) {
 		p.Close()
 		s.release(roomName)
+		httpError(w, http.StatusServiceUnavailable, "server shutting down")
+		return
+	}
+	ans, err := p.HandleSubscriberOffer(offer, tracks)
+	if err != nil {
+		s.removeResource(id) // closes p and releases its place
 		if errors.Is(err, sfu.ErrNotPublishing) {
 			httpError(w, http.StatusNotFound, "participant %q stopped publishing", target)
 		} else {
 			httpError(w, sdpStatus(err), "cannot use the SDP offer: %v", err)
 		}
-		return
-	}
-	if !s.addResource(p, id, roomName) {
-		p.Close()
-		s.release(roomName)
-		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
 	writeAnswer(w, "/whep/"+url.PathEscape(roomName)+"/"+url.PathEscape(target)+"/"+id, ans)
