@@ -112,7 +112,7 @@ type testServer struct {
 	url string // ws://.../ws
 }
 
-func startServer(t *testing.T, cfg signaling.Config) *testServer {
+func startServer(t testing.TB, cfg signaling.Config) *testServer {
 	t.Helper()
 	log := testLogger()
 	sf, err := sfu.New(sfu.Config{UDPIP: "127.0.0.1", Logger: log})
