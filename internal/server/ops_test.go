@@ -441,3 +441,64 @@ func TestAdminListener(t *testing.T) {
 		}
 	}
 }
+
+// While a room is recorded its chat goes into an archive that the
+// recordings API lists and serves; chat before the recording does not.
+func TestChatArchivedWhileRecorded(t *testing.T) {
+	ctx := deadline(t, 30*time.Second)
+	s := startServerWith(t, server.Config{Recording: server.RecordingConfig{Dir: t.TempDir(), ClientRecording: true}})
+	base := strings.TrimSuffix(s.URL(), "/")
+	pub := startPublisher(t, s, "arch", "pub", "")
+	_ = pub
+	talker, events := joinToken(t, s, "arch", "")
+	say := func(text string) {
+		t.Helper()
+		if err := talker.Send(signaling.Message{Type: signaling.TypeChat, Text: text}); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, events, "the chat message "+text, func(m signaling.Message) bool {
+			return m.Type == signaling.TypeChat && len(m.Messages) > 0 && m.Messages[len(m.Messages)-1].Text == text
+		})
+	}
+	say("before the recording")
+	if _, err := talker.StartRecording(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, "the recording notice", func(m signaling.Message) bool {
+		return m.Type == signaling.TypeRecording && len(m.Recorded) > 0
+	})
+	say("during the recording")
+	if err := talker.StopRecording(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, "the end of the recording", func(m signaling.Message) bool {
+		return m.Type == signaling.TypeRecording && len(m.Recorded) == 0
+	})
+	var list struct {
+		Recordings []struct {
+			ID   string `json:"id"`
+			Chat bool   `json:"chat"`
+		} `json:"recordings"`
+	}
+	st, body := do(t, "GET", base+"/api/recordings", "", nil)
+	if st != http.StatusOK {
+		t.Fatalf("list: %d %s", st, body)
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatalf("list %s: %v", body, err)
+	}
+	var archive string
+	for _, r := range list.Recordings {
+		if r.Chat {
+			archive = r.ID
+		}
+	}
+	if archive == "" {
+		t.Fatalf("no chat archive listed: %s", body)
+	}
+	st, chatLog := do(t, "GET", base+"/api/recordings/"+archive+"/chat", "", nil)
+	if st != http.StatusOK || !strings.Contains(string(chatLog), `"during the recording"`) ||
+		strings.Contains(string(chatLog), "before the recording") || strings.Count(string(chatLog), "\n") != 1 {
+		t.Fatalf("chat archive (%d): %s", st, chatLog)
+	}
+}

@@ -35,6 +35,7 @@ type RecordingConfig struct {
 // recording is the server's recording side.
 type recording struct {
 	mgr    *recorder.Manager
+	chat   *recorder.ChatArchive // the rooms' chat while they are recorded
 	store  *store.Store
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -102,6 +103,9 @@ func (r *recording) close(log *slog.Logger) {
 		case <-time.After(closeTimeout):
 			log.Error("recordings not finished within the shutdown limit", "limit", closeTimeout)
 		}
+	}
+	if r.chat != nil {
+		r.chat.Close()
 	}
 	r.cancel()
 	<-r.done

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/transport/v5"
 
 	"github.com/chorus-sfu/chorus/auth"
+	"github.com/chorus-sfu/chorus/chat"
 	"github.com/chorus-sfu/chorus/internal/metrics"
 	"github.com/chorus-sfu/chorus/internal/turnserver"
 	"github.com/chorus-sfu/chorus/recorder"
@@ -158,6 +159,9 @@ func Start(cfg Config) (*Server, error) {
 		rec.mgr = recorder.NewManager(recorder.ManagerOptions{Dir: cfg.Recording.Dir, Rooms: s.Rooms(), Logger: cfg.Logger,
 			OnChange: func(room string, who []string) {
 				cfg.Logger.Info("recording", "room", room, "participants", who)
+				if len(who) == 0 {
+					rec.chat.End(room) // the chat archive ends with the room's recording
+				}
 				if recEvents != nil {
 					recEvents.changed(room, who)
 				}
@@ -165,7 +169,16 @@ func Start(cfg Config) (*Server, error) {
 					sig.RecordingChanged(room, who)
 				}
 			}})
+		rec.chat = recorder.NewChatArchive(cfg.Recording.Dir, cfg.Logger) // before any recording can start
 		mgr.Store(rec.mgr)
+		sigCfg.Chat.Archive = func(room string, m chat.Message) {
+			if len(rec.mgr.Recording(room)) == 0 {
+				return // not recorded now
+			}
+			if err := rec.chat.Append(room, m); err != nil {
+				cfg.Logger.Warn("chat archive", "room", room, "err", err)
+			}
+		}
 		sigCfg.Recording, sigCfg.ClientRecording = rec.mgr, cfg.Recording.ClientRecording
 		h := rec.store.Handler(rec.mgr, access)
 		for _, m := range []string{"GET", "POST", "DELETE"} { // with methods: "GET /" must not conflict
