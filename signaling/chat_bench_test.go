@@ -136,7 +136,7 @@ func chatFanout(b *testing.B, members, messages, large int) {
 	}
 	elapsed := time.Since(start)
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	mu.Lock()
 	d := slices.Clone(delays)
 	mu.Unlock()
