@@ -134,3 +134,56 @@ func dialToken(t *testing.T, s *testServer, room, tok string) *member {
 	}
 	return m
 }
+
+// Under a flood of reactions from one client, the others get merged counts,
+// chat text still arrives complete and in order, and only the flooder is
+// throttled.
+func TestChatReactionFlood(t *testing.T) {
+	s := startServer(t, signaling.Config{})
+	flooder := dial(t, s, "flood", "flooder")
+	talker := dial(t, s, "flood", "talker")
+	viewer := dial(t, s, "flood", "viewer")
+	for range 300 {
+		if err := flooder.c.Send(signaling.Message{Type: signaling.TypeReaction, Reaction: "+1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		r := talker.request(signaling.Message{Type: signaling.TypeChat, Text: fmt.Sprint("line ", i)})
+		if r.Type != signaling.TypeChatSent {
+			t.Fatalf("the talker was refused during the flood: %+v", r.Code)
+		}
+	}
+	viewer.waitUntil("the 10 lines", func(es []signaling.Message) bool { return len(chatTexts(es)) == 10 })
+	for i, txt := range chatTexts(viewer.eventList()) {
+		if txt != fmt.Sprint("line ", i) {
+			t.Fatalf("line %d is %q: out of order", i, txt)
+		}
+	}
+	flooder.waitFor("a throttle error", func(e signaling.Message) bool { return e.Code == signaling.CodeRateLimited })
+	total, pushes := 0, 0
+	viewer.waitUntil("merged reactions", func(es []signaling.Message) bool {
+		total, pushes = 0, 0
+		for _, e := range es {
+			n := 0
+			for _, m := range e.Messages {
+				if m.Kind == "reaction" {
+					total += m.Count
+					n++
+				}
+			}
+			if n > 0 {
+				pushes++
+			}
+		}
+		return total > 0
+	})
+	if total > 300 || pushes > 10 {
+		t.Fatalf("the viewer got %d reactions in %d pushes: not merged", total, pushes)
+	}
+	for _, e := range talker.eventList() {
+		if e.Code == signaling.CodeRateLimited {
+			t.Fatal("the talker was throttled")
+		}
+	}
+}
