@@ -80,16 +80,21 @@ func startServer(t *testing.T, w *testWriter) *testServer {
 	return startServerWith(t, w, server.Config{})
 }
 
-// startServerWith starts a server on loopback with cfg's other settings.
+// startServerWith starts a server with cfg's settings: the HTTP listener
+// and the media on loopback unless cfg names other addresses, logging to w.
 func startServerWith(t *testing.T, w *testWriter, cfg server.Config) *testServer {
 	t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("CHORUS_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	var out io.Writer = w
-	cfg.Listen, cfg.UDPIP, cfg.UDPPort = "127.0.0.1:0", "127.0.0.1", 0
-	cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.UDPIP == "" {
+		cfg.UDPIP = "127.0.0.1"
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	s, err := server.Start(cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -56,26 +54,7 @@ const (
 // the given addresses.
 func startServerOn(t *testing.T, w *testWriter, listen, udpIP string) *testServer {
 	t.Helper()
-	level := slog.LevelWarn
-	if os.Getenv("CHORUS_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	var out io.Writer = w
-	s, err := server.Start(server.Config{
-		Listen: listen,
-		UDPIP:  udpIP,
-		Logger: slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level})),
-	})
-	if err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	ts := &testServer{Server: s, close: sync.OnceValue(s.Close)}
-	t.Cleanup(func() {
-		if err := ts.close(); err != nil {
-			t.Errorf("close server: %v", err)
-		}
-	})
-	return ts
+	return startServerWith(t, w, server.Config{Listen: listen, UDPIP: udpIP})
 }
 
 // estimateLog samples a participant's bandwidth estimate (the server's view

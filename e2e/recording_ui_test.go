@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,26 +17,8 @@ import (
 // folder; clientRecording lets participants start and stop recordings.
 func startRecordingServer(t *testing.T, w *testWriter, clientRecording bool) *testServer {
 	t.Helper()
-	level := slog.LevelWarn
-	if os.Getenv("CHORUS_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	s, err := server.Start(server.Config{
-		Listen:    "127.0.0.1:0",
-		UDPIP:     "127.0.0.1",
-		Logger:    slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})),
-		Recording: server.RecordingConfig{Dir: t.TempDir(), ClientRecording: clientRecording},
-	})
-	if err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	ts := &testServer{Server: s, close: sync.OnceValue(s.Close)}
-	t.Cleanup(func() {
-		if err := ts.close(); err != nil {
-			t.Errorf("close server: %v", err)
-		}
-	})
-	return ts
+	return startServerWith(t, w, server.Config{
+		Recording: server.RecordingConfig{Dir: t.TempDir(), ClientRecording: clientRecording}})
 }
 
 // recordingAPI starts or stops (path "stop") recording a room through the

@@ -24,7 +24,7 @@ type ChatOptions struct {
 	Archive func(room string, m chat.Message)
 }
 
-// chatRoom returns room's chat, creating it; s.mu is held.
+// chatRoomLocked returns room's chat, creating it; s.mu is held.
 func (s *Server) chatRoomLocked(room string) *chat.Room {
 	cr := s.chats[room]
 	if cr == nil {
