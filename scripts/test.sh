@@ -26,6 +26,7 @@ fuzz ./signaling FuzzDecode
 fuzz ./signaling FuzzWHIPOffer
 fuzz ./auth FuzzVerify
 fuzz ./sfu FuzzParseRTP
+fuzz ./sfu FuzzParseDataUp
 fuzz ./bwe FuzzFeedback
 fuzz ./red FuzzParse
 fuzz ./red FuzzDecode

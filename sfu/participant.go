@@ -42,6 +42,7 @@ type Participant struct {
 	canPublish    bool
 	canSubscribe  bool
 	autoSubscribe bool
+	wantsData     bool // data channels on the subscriber connection
 	onJoined      func(self ParticipantInfo, others []ParticipantInfo)
 	joinSeq       int // guarded by room.mu
 
@@ -58,6 +59,7 @@ type Participant struct {
 	muted     map[string]bool   // by publisher track ID, for tracks not yet arrived
 	sources   map[string]string // by publisher track ID: what the track shows
 	subs      map[string]*subscription
+	data      *dataPeer // nil: no data channels
 	wg        sync.WaitGroup
 	ctl       sync.WaitGroup // the control loop alone
 
@@ -77,6 +79,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		id: id, name: o.Name, sfu: s, room: r, listener: o.Listener,
 		log:        s.log.With("room", r.name, "participant", id, "name", o.Name),
 		canPublish: o.Publish, canSubscribe: o.Subscribe, autoSubscribe: o.AutoSubscribe && o.Subscribe,
+		wantsData: o.Data && o.Subscribe,
 		onJoined:  o.OnJoined,
 		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, sources: map[string]string{}, subs: map[string]*subscription{},
 		done:      make(chan struct{}),
@@ -135,7 +138,7 @@ func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
 		pc.OnTrack(p.onTrack)
 	} else {
 		pc.OnNegotiationNeeded(func() {
-			if p.autoSubscribe {
+			if p.autoSubscribe || p.wantsData {
 				p.listener.SubscriberNegotiationNeeded()
 			}
 		})

@@ -85,6 +85,7 @@ type Room struct {
 	tracks       map[string]*PublishedTrack
 	changed      chan struct{}   // closed and replaced on every change
 	observers    []TrackObserver // copy on write, under mu
+	data         dataRouter
 }
 
 // Name is the room's name.
@@ -135,6 +136,7 @@ func (r *Room) removeParticipant(p *Participant) {
 		return
 	}
 	delete(r.participants, p.id)
+	r.data.remove(p.id)
 	for id, t := range r.tracks {
 		if t.info.ParticipantID == p.id {
 			r.unpublishLocked(t)

@@ -50,7 +50,9 @@ type Config struct {
 	// ICE UDP mux listens on its interfaces and every PeerConnection uses it
 	// (e.g. a pion vnet.Net for in-process tests with shaped links).
 	// UDPIP and UDPPort apply to its addresses.
-	Net    transport.Net
+	Net transport.Net
+	// Data bounds app data on data channels.
+	Data   DataLimits
 	Logger *slog.Logger
 }
 
@@ -292,6 +294,10 @@ type JoinOptions struct {
 	// joining, before any event about later changes reaches Listener. It
 	// must not block.
 	OnJoined func(self ParticipantInfo, others []ParticipantInfo)
+	// Data opens app data channels on the subscriber connection (it needs
+	// Subscribe); DataSend lets the participant send on them, not only
+	// receive.
+	Data, DataSend bool
 }
 
 // Join adds a participant to a room, creating the room if needed.
@@ -311,6 +317,12 @@ func (s *SFU) Join(room string, o JoinOptions) (*Participant, error) {
 		err := r.addParticipant(p)
 		if err == nil {
 			p.start()
+			if p.wantsData {
+				if err := p.openData(o.DataSend, s.cfg.Data); err != nil {
+					p.Close()
+					return nil, err
+				}
+			}
 			return p, nil
 		}
 		if err != ErrRoomClosed {

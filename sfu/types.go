@@ -78,6 +78,11 @@ type Listener interface {
 	// the simulcast layers marked active of one of its tracks (nobody
 	// receives the others).
 	PublisherLayers(track TrackInfo, active []bool)
+	// DataRejected reports that a data message this participant sent was
+	// refused (ErrDataNotPermitted, ErrDataTooLarge, ErrDataRate,
+	// ErrDataMalformed, ErrDataUnknownRecipient); at most once a second per
+	// reason. Called from the data channel's goroutine.
+	DataRejected(err error)
 }
 
 // NopListener ignores every event; embed it to implement only some.
@@ -92,6 +97,7 @@ func (NopListener) SubscriberNegotiationNeeded()      {}
 func (NopListener) ConnectionFailed(Target)           {}
 func (NopListener) LayerChanged(string, int, string)  {}
 func (NopListener) PublisherLayers(TrackInfo, []bool) {}
+func (NopListener) DataRejected(error)                {}
 
 func newID(prefix string) string {
 	var b [10]byte

@@ -149,6 +149,11 @@ type Message struct {
 	// (omitted with no tokens: everything is allowed).
 	CanPublish   *bool `json:"canPublish,omitempty"`
 	CanSubscribe *bool `json:"canSubscribe,omitempty"`
+	// Data, on join, asks for the app data channels on the subscriber
+	// connection (see docs/protocol.md, "App data"). CanData, on joined,
+	// says whether the client may send on them (omitted with no tokens).
+	Data    bool  `json:"data,omitempty"`
+	CanData *bool `json:"canData,omitempty"`
 
 	// Chat fields (see TypeChat).
 	Text     string         `json:"text,omitempty"`

@@ -114,8 +114,15 @@ type testServer struct {
 
 func startServer(t testing.TB, cfg signaling.Config) *testServer {
 	t.Helper()
+	return startServerSFU(t, sfu.Config{}, cfg)
+}
+
+// startServerSFU is startServer with SFU settings (media stays on loopback).
+func startServerSFU(t testing.TB, sc sfu.Config, cfg signaling.Config) *testServer {
+	t.Helper()
 	log := testLogger()
-	sf, err := sfu.New(sfu.Config{UDPIP: "127.0.0.1", Logger: log})
+	sc.UDPIP, sc.Logger = "127.0.0.1", log
+	sf, err := sfu.New(sc)
 	if err != nil {
 		t.Fatal(err)
 	}

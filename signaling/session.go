@@ -266,6 +266,16 @@ func classify(err error) *ProtocolError {
 	switch {
 	case errors.Is(err, sfu.ErrBadSDP):
 		return protoErr(CodeBadSDP, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	case errors.Is(err, sfu.ErrDataNotPermitted):
+		return protoErr(CodeNotPermitted, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	case errors.Is(err, sfu.ErrDataTooLarge):
+		return protoErr(CodeTooLarge, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	case errors.Is(err, sfu.ErrDataRate):
+		return protoErr(CodeRateLimited, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	case errors.Is(err, sfu.ErrDataUnknownRecipient):
+		return protoErr(CodeNotFound, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
+	case errors.Is(err, sfu.ErrDataMalformed):
+		return protoErr(CodeBadRequest, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
 	case errors.Is(err, sfu.ErrNoPublisher), errors.Is(err, sfu.ErrNoSubscriber), errors.Is(err, sfu.ErrTrackNotFound):
 		return protoErr(CodeBadRequest, "%s", strings.TrimPrefix(err.Error(), "sfu: "))
 	// errors of the RecordingControl
@@ -510,10 +520,11 @@ func (s *session) join(m Message) {
 	}
 	s.claims = claims
 	g := claims.Grants
-	publish, subscribe := g.Publish || g.Admin, g.Subscribe || g.Admin
+	publish, subscribe, data := g.Publish || g.Admin, g.Subscribe || g.Admin, g.Data || g.Admin
 	p, err := s.srv.sfu.Join(m.Room, sfu.JoinOptions{
 		Name: name, Listener: (*sessionListener)(s),
 		Publish: publish, Subscribe: subscribe, AutoSubscribe: subscribe,
+		Data: m.Data, DataSend: data,
 		// runs under the room's lock: joined precedes every later event
 		OnJoined: func(self sfu.ParticipantInfo, others []sfu.ParticipantInfo) {
 			list := make([]Participant, 0, len(others))
@@ -524,7 +535,7 @@ func (s *session) join(m Message) {
 			joined := Message{Type: TypeJoined, ID: m.ID, Room: m.Room, Participant: &me, Participants: list,
 				CanRecord: s.srv.canRecord() && (g.Record || g.Admin)}
 			if s.srv.cfg.Auth != nil {
-				joined.Identity, joined.CanPublish, joined.CanSubscribe = claims.Identity(), &publish, &subscribe
+				joined.Identity, joined.CanPublish, joined.CanSubscribe, joined.CanData = claims.Identity(), &publish, &subscribe, &data
 			}
 			if f := s.srv.cfg.ICEServers; f != nil {
 				joined.ICEServers = f(claims.Identity())
@@ -623,6 +634,10 @@ func (l *sessionListener) LayerChanged(trackID string, layer int, reason string)
 func (l *sessionListener) PublisherLayers(t sfu.TrackInfo, active []bool) {
 	tm := trackMsg(t)
 	l.s().send(Message{Type: TypePublisherLayers, Track: &tm, Active: active})
+}
+
+func (l *sessionListener) DataRejected(err error) {
+	l.s().sendError("", err)
 }
 
 func (l *sessionListener) SubscriberNegotiationNeeded() {

@@ -11,6 +11,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/chorus-sfu/chorus/chat"
+	"github.com/chorus-sfu/chorus/sfu"
 	"github.com/chorus-sfu/chorus/signaling"
 )
 
@@ -58,6 +60,8 @@ type options struct {
 	webhookSecret string
 
 	limits signaling.Limits
+	chat   signaling.ChatOptions
+	data   sfu.DataLimits
 }
 
 // newFlagSet defines every setting with its built-in default.
@@ -103,6 +107,12 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.limits.MessageBurst, "message-burst", d.MessageBurst, "signaling messages a connection may send at once above the rate")
 	fs.Float64Var(&o.limits.ConnectionsPerMinute, "connection-rate", d.ConnectionsPerMinute, "new connections (WebSocket, WHIP, WHEP) per minute per client IP; 0: no limit")
 	fs.IntVar(&o.limits.ConnectionBurst, "connection-burst", d.ConnectionBurst, "new connections a client IP may open at once above the rate")
+	fs.IntVar(&o.chat.HistorySize, "chat-history", chat.DefaultHistorySize, "chat messages each room keeps for late joiners")
+	fs.IntVar(&o.chat.LargeRoom, "chat-large-room", chat.DefaultLargeRoom, "room size above which clients are notified of new chat messages and pull them instead of receiving pushes")
+	fs.Float64Var(&o.chat.PerSenderRate, "chat-rate", chat.DefaultPerSenderRate, "chat messages and reactions per second one participant may send")
+	fs.IntVar(&o.data.MaxMessage, "data-max-message", sfu.DefaultDataMaxMessage, "largest app data message in bytes, header included (at most 65536)")
+	fs.Float64Var(&o.data.MessagesPerSecond, "data-rate", sfu.DefaultDataRate, "app data messages per second one participant may send")
+	fs.Float64Var(&o.data.BytesPerSecond, "data-byte-rate", sfu.DefaultDataByteRate, "app data bytes per second one participant may send")
 	return fs
 }
 

@@ -124,7 +124,7 @@ func serverConfig(o options, log *slog.Logger) (server.Config, error) {
 	}
 	cfg = server.Config{Listen: o.listen, TLSCert: o.tlsCert, TLSKey: o.tlsKey, UDPPort: o.udpPort, UDPIP: o.udpIP,
 		ICETCPPort: o.tcpPort, NAT1To1IPs: nat, NoBandwidthAllocation: !o.bwe, Recording: rec, Keys: keys,
-		Limits: o.limits, AdminListen: o.adminListen, LocalOnly: len(keys) == 0, Logger: log}
+		Limits: o.limits, Chat: o.chat, Data: o.data, AdminListen: o.adminListen, LocalOnly: len(keys) == 0, Logger: log}
 	if o.webhookURLs != "" {
 		secret, err := secretOr(o.webhookSecret, o.apiSecret, "--webhook-urls needs --webhook-secret (or --api-secret) to sign the events")
 		if err != nil {

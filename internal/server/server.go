@@ -57,6 +57,10 @@ type Config struct {
 	Keys auth.Keys
 	// Limits bound rooms, participants, tracks and rates.
 	Limits signaling.Limits
+	// Chat configures room chat (its Archive is set by the server).
+	Chat signaling.ChatOptions
+	// Data bounds app data on data channels.
+	Data sfu.DataLimits
 	// AdminListen, if set, serves pprof and metrics on a separate address.
 	AdminListen string
 	// Webhooks: signed event notifications.
@@ -140,7 +144,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: cfg.UDPIP, NAT1To1IPs: cfg.NAT1To1IPs, TCPPort: cfg.ICETCPPort,
 		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, Net: cfg.Net, Logger: cfg.Logger,
-		OnRoomCreated: onRoom})
+		OnRoomCreated: onRoom, Data: cfg.Data})
 	if err != nil {
 		if rec != nil {
 			rec.close(cfg.Logger)
@@ -149,7 +153,8 @@ func Start(cfg Config) (*Server, error) {
 		closeHooks()
 		return nil, err
 	}
-	sigCfg := signaling.Config{Logger: cfg.Logger, Auth: verifier, Limits: cfg.Limits, LocalOnly: cfg.LocalOnly && verifier == nil}
+	sigCfg := signaling.Config{Logger: cfg.Logger, Auth: verifier, Limits: cfg.Limits, LocalOnly: cfg.LocalOnly && verifier == nil, Chat: cfg.Chat}
+	sigCfg.Chat.Archive = nil
 	var self atomic.Pointer[Server] // set once started: the TURN server starts after signaling
 	sigCfg.ICEServers = func(identity string) []signaling.ICEServer { return self.Load().iceServers(identity) }
 	access := apiAccess(verifier, ln.Addr())

@@ -51,6 +51,10 @@ type Options struct {
 	// servers, transport policy); the ICE servers the server names in
 	// joined are added to it.
 	Config webrtc.Configuration
+	// Data asks, at join, for the app data channels; OnData receives what
+	// arrives on them (on the channel's goroutine: it must not block long).
+	Data   bool
+	OnData func(DataMessage)
 }
 
 // NewAPI returns a pion API with the default codecs and interceptors that
@@ -108,6 +112,8 @@ type Client struct {
 	nextID   int
 	self     signaling.Participant
 	errs     []signaling.Message
+	dcs      map[string]*webrtc.DataChannel // open app data channels by label
+	dataOpen chan struct{}                  // closed when both are open
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -127,7 +133,8 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
 	c := &Client{opts: opts, conn: conn, waiters: map[string]chan signaling.Message{}, done: make(chan struct{}),
-		sdpSent: map[string]bool{}, pendingC: map[string][]webrtc.ICECandidateInit{}}
+		sdpSent: map[string]bool{}, pendingC: map[string][]webrtc.ICECandidateInit{},
+		dcs: map[string]*webrtc.DataChannel{}, dataOpen: make(chan struct{})}
 	c.wg.Add(1)
 	go c.readLoop()
 	return c, nil
@@ -181,7 +188,7 @@ func (c *Client) request(ctx context.Context, m signaling.Message) (signaling.Me
 
 // Join joins a room and returns the joined message.
 func (c *Client) Join(ctx context.Context, room, name string) (signaling.Message, error) {
-	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeJoin, Room: room, Name: name, Token: c.opts.Token})
+	r, err := c.request(ctx, signaling.Message{Type: signaling.TypeJoin, Room: room, Name: name, Token: c.opts.Token, Data: c.opts.Data})
 	if err == nil && r.Participant != nil {
 		c.mu.Lock()
 		c.self = *r.Participant
@@ -404,6 +411,9 @@ func (c *Client) newPC(target string) (*webrtc.PeerConnection, error) {
 	})
 	if target == signaling.TargetSubscriber && c.opts.OnTrack != nil {
 		pc.OnTrack(c.opts.OnTrack)
+	}
+	if target == signaling.TargetSubscriber {
+		pc.OnDataChannel(c.onDataChannel)
 	}
 	return pc, nil
 }
