@@ -135,11 +135,15 @@ func TestDataBounds(t *testing.T) {
 	calm := dialData(t, s, "b", "calm", "")
 	rx := dialData(t, s, "b", "rx", "")
 	flood.send(true, "", []string{rx.id()}, string(make([]byte, 1200)))
-	flood.waitFor("too_large", func(e signaling.Message) bool { return e.Type == signaling.TypeError && e.Code == signaling.CodeTooLarge })
+	flood.waitFor("too_large", func(e signaling.Message) bool {
+		return e.Type == signaling.TypeError && e.Code == signaling.CodeTooLarge
+	})
 	if err := flood.c.SendDataRaw(true, []byte{9, 0, 0}); err != nil {
 		t.Fatal(err)
 	}
-	flood.waitFor("bad_request", func(e signaling.Message) bool { return e.Type == signaling.TypeError && e.Code == signaling.CodeBadRequest })
+	flood.waitFor("bad_request", func(e signaling.Message) bool {
+		return e.Type == signaling.TypeError && e.Code == signaling.CodeBadRequest
+	})
 	for i := range 40 {
 		flood.send(true, "", []string{rx.id()}, fmt.Sprint("flood ", i))
 	}
