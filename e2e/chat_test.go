@@ -69,3 +69,56 @@ func TestBrowserChat(t *testing.T) {
 	bt.exec(`document.querySelector('#reaction-bar .reaction').click()`)
 	waitChat(late, "b's reaction", func(c chatState) bool { return c.Reactions["👍"] >= 1 })
 }
+
+// App data: each tab opens the data channels; a message one tab sends to the
+// other on the reliable channel arrives with its sender and topic, and one
+// sent to the room on the lossy channel arrives too.
+func TestBrowserData(t *testing.T) {
+	w := newTestWriter(t)
+	s := startServer(t, w)
+	b := newBrowser(t, w)
+	j := joinPair(t, b, s, "data")
+	a, bt := j.a, j.b
+	waitJS := func(tb *tab, what, expr string) {
+		t.Helper()
+		deadline := time.Now().Add(uiDeadline)
+		for {
+			ok, err := evaluate[bool](tb, expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				state, _ := evaluate[string](tb, `JSON.stringify(window.chorus.data)`)
+				t.Fatalf("%s: %s; data state %s", tb.name, what, state)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	waitJS(a, "data channels open", `window.chorus.data.open`)
+	waitJS(bt, "data channels open", `window.chorus.data.open`)
+	bID, err := evaluate[string](bt, `window.chorus.participantId`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aID, err := evaluate[string](a, `window.chorus.participantId`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := evaluate[bool](a, `window.chorus.sendData('hello b', {to: [`+jsString(bID)+`], topic: 'greeting'})`); err != nil || !ok {
+		t.Fatalf("sendData: %v %v", ok, err)
+	}
+	waitJS(bt, "a's reliable message", `window.chorus.data.received.some((m) => m.text === 'hello b' && m.topic === 'greeting' && m.reliable && m.from === `+jsString(aID)+`)`)
+	if ok, err := evaluate[bool](bt, `window.chorus.sendData(new Uint8Array([104, 105]), {reliable: false})`); err != nil || !ok {
+		t.Fatalf("sendData: %v %v", ok, err)
+	}
+	waitJS(a, "b's lossy message", `window.chorus.data.received.some((m) => m.text === 'hi' && !m.reliable && m.from === `+jsString(bID)+`)`)
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

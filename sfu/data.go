@@ -12,10 +12,10 @@ import (
 
 // Reasons a data message is refused; the sender is told (Listener.DataRejected).
 var (
-	ErrDataNotPermitted     = errors.New("sfu: no permission to send data")
-	ErrDataTooLarge         = errors.New("sfu: data message too large")
-	ErrDataRate             = errors.New("sfu: data rate limit exceeded")
-	ErrDataUnknownRecipient = errors.New("sfu: data recipient not in the room or without data channels")
+	ErrDataNotPermitted     = errors.New("sfu: data: no permission to send")
+	ErrDataTooLarge         = errors.New("sfu: data: message too large")
+	ErrDataRate             = errors.New("sfu: data: rate limit exceeded")
+	ErrDataUnknownRecipient = errors.New("sfu: data: recipient not in the room or without data channels")
 )
 
 // DataLimits bound app data. Zero fields take the defaults.

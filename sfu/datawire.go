@@ -33,7 +33,7 @@ const (
 )
 
 // ErrDataMalformed reports a data message whose header cannot be parsed.
-var ErrDataMalformed = errors.New("sfu: malformed data message")
+var ErrDataMalformed = errors.New("sfu: data: malformed message")
 
 // DataUp is a client's data message: what to send to whom.
 type DataUp struct {

@@ -33,6 +33,7 @@
 
 import { Recording } from './recording.js';
 import { Chat } from './chat.js';
+import { AppData } from './data.js';
 
 const MAX_ROOM_BYTES = 128;
 const MAX_NAME_BYTES = 64;
@@ -161,6 +162,9 @@ const chat = new Chat({
   panel: $('chat-panel'), list: $('chat-list'), form: $('chat-form'), input: $('chat-input'),
   toggle: $('chat-button'), reactionBar: $('reaction-bar'), state: chorus,
 });
+
+// App data channels (data.js): chorus.sendData and chorus.onData for apps.
+const appData = new AppData(chorus);
 
 // ---------------------------------------------------------------- helpers
 
@@ -670,6 +674,7 @@ class Session {
     chorus.timings = { start: now() };
     recording.reset();
     chat.reset((msg) => this.send(msg));
+    appData.reset();
     setStatus('Connecting…');
     this.media = acquireMedia().then((m) => this.onMedia(m));
     this.connect();
@@ -693,7 +698,7 @@ class Session {
       this.opened = true;
       chorus.timings.wsOpen = now();
       setStatus('Joining…');
-      const join = { type: 'join', room: this.room, name: this.name };
+      const join = { type: 'join', room: this.room, name: this.name, data: true };
       if (urlToken) join.token = urlToken;
       this.send(join);
       this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_INTERVAL_MS);
@@ -880,6 +885,12 @@ class Session {
     if (recordingRequest) {
       const what = recordingRequest === 'startRecording' ? 'start' : 'stop';
       showBanner(`Could not ${what} recording (${entry.code}): ${entry.message || 'no details'}`);
+      return;
+    }
+    if (entry.message.startsWith('data: ')) {
+      // A data message of ours was refused (data.js): the app's business.
+      chorus.data.refused++;
+      console.warn('chorus: data message refused:', entry.code, entry.message);
       return;
     }
     if (msg.id && this.settingsIds.has(msg.id) && entry.code === 'bad_request') {
@@ -1123,6 +1134,7 @@ class Session {
     if (chorus.pcs.subscriber) return chorus.pcs.subscriber;
     const pc = this.newPC('subscriber');
     pc.ontrack = (ev) => this.onRemoteTrack(ev);
+    appData.attach(pc);
     chorus.pcs.subscriber = pc;
     return pc;
   }
@@ -1513,6 +1525,7 @@ class Session {
     chorus.participants = {};
     recording.reset();
     if (chorus.session === this) chat.reset();
+    if (chorus.session === this) appData.reset();
     if (chorus.session === this) chorus.session = null;
     updateControls();
   }
