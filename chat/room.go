@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"crypto/rand"
+	"encoding/base32"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -162,6 +164,7 @@ type counters struct {
 // concurrent use.
 type Room struct {
 	name        string
+	epoch       string
 	largeRoom   int
 	maxText     int
 	interval    time.Duration
@@ -230,8 +233,11 @@ func NewRoom(opts RoomOptions) *Room {
 		opts.Logger = slog.Default()
 	}
 	now := opts.Now()
+	var e [8]byte
+	_, _ = rand.Read(e[:])
 	return &Room{
 		name:        opts.Name,
+		epoch:       base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(e[:]),
 		largeRoom:   opts.LargeRoom,
 		maxText:     opts.MaxText,
 		interval:    opts.MergeInterval,
@@ -248,6 +254,12 @@ func NewRoom(opts RoomOptions) *Room {
 		reactIx:     make(map[string]int),
 	}
 }
+
+// Epoch identifies this room's history: a room that closes and is created
+// again under the same name starts its sequence numbers again, with a new
+// epoch. A reconnecting client that held messages of another epoch must
+// drop them and pull the history from the start.
+func (r *Room) Epoch() string { return r.epoch }
 
 // Join adds m to the room and returns the history available to pull.
 // Nothing is pushed at join: stored messages after JoinInfo.Latest are

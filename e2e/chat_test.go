@@ -122,3 +122,56 @@ func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// A tab whose connection drops joins again by itself and pulls only the chat
+// it missed: it keeps what it had and shows every message once, in order.
+func TestBrowserChatReconnect(t *testing.T) {
+	w := newTestWriter(t)
+	s := startServer(t, w)
+	b := newBrowser(t, w)
+	j := joinPair(t, b, s, "rejoin")
+	a, bt := j.a, j.b
+	say := func(tb *tab, text string) {
+		t.Helper()
+		tb.exec(`document.getElementById('chat-input').value = ` + jsString(text))
+		tb.exec(`document.getElementById('chat-form').requestSubmit()`)
+	}
+	waitJS := func(tb *tab, what, expr string) {
+		t.Helper()
+		deadline := time.Now().Add(uiDeadline)
+		for {
+			ok, err := evaluate[bool](tb, expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				state, _ := evaluate[string](tb, `JSON.stringify({state: window.chorus.state, chat: window.chorus.chat})`)
+				t.Fatalf("%s: %s; %s", tb.name, what, state)
+			}
+			time.Sleep(pollInterval)
+		}
+	}
+	texts := `window.chorus.chat.messages.map((m) => m.text).join('|')`
+	say(bt, "one")
+	say(bt, "two")
+	waitJS(a, "one and two", texts+` === 'one|two'`)
+	aID, err := evaluate[string](a, `window.chorus.participantId`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.exec(`window.chorus.session.ws.close()`)
+	waitJS(bt, "a gone", `!(`+jsString(aID)+` in window.chorus.participants)`)
+	say(bt, "three")
+	say(bt, "four")
+	waitJS(a, "back in the room with the missed messages", `window.chorus.state === 'joined' && `+texts+` === 'one|two|three|four'`)
+	pulls, err := evaluate[string](a, `JSON.stringify(window.chorus.chat.pulls)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulls != "[2]" {
+		t.Fatalf("pulls started after %s, want one pull after seq 2", pulls)
+	}
+}

@@ -57,7 +57,7 @@ func (s *session) joinChat(room, pid, identity, name string) (*ChatInfo, error) 
 		return nil, err
 	}
 	s.chat = cr
-	return &ChatInfo{Oldest: info.Oldest, Latest: info.Latest}, nil
+	return &ChatInfo{Oldest: info.Oldest, Latest: info.Latest, Epoch: cr.Epoch()}, nil
 }
 
 // leaveChat removes the session from its room's chat, closing the chat when
@@ -98,7 +98,7 @@ func (s *session) chatRequest(m Message) {
 		ms, more := s.chat.History(after, m.Limit)
 		oldest, latest := s.chat.Bounds()
 		s.send(Message{Type: TypeChatHistory, ID: m.ID, Messages: ms, More: more,
-			Chat: &ChatInfo{Oldest: oldest, Latest: latest}})
+			Chat: &ChatInfo{Oldest: oldest, Latest: latest, Epoch: s.chat.Epoch()}})
 		return
 	case TypeReaction:
 		if _, err := s.chat.Send(s.pid, chat.Message{Kind: chat.KindReaction, Reaction: m.Reaction}); err != nil {

@@ -187,3 +187,55 @@ func TestChatReactionFlood(t *testing.T) {
 		}
 	}
 }
+
+// A client that reconnects to a room still open finds the same history
+// epoch and pulls exactly what it missed; once the room has closed, a new
+// epoch says that sequence numbers started over.
+func TestChatReconnectPullsWhatWasMissed(t *testing.T) {
+	s := startServer(t, signaling.Config{Chat: signaling.ChatOptions{PerSenderRate: 1000, PerSenderBurst: 1000}})
+	a := dial(t, s, "rc", "a")
+	b := dial(t, s, "rc", "b")
+	first := a.waitFor("chatNotify", func(e signaling.Message) bool { return e.Type == signaling.TypeChatNotify })
+	for i := 1; i <= 5; i++ {
+		b.request(signaling.Message{Type: signaling.TypeChat, Text: fmt.Sprint("m", i)})
+	}
+	a.waitUntil("5 messages", func(es []signaling.Message) bool { return len(chatTexts(es)) == 5 })
+	_ = a.c.Close()
+	for i := 6; i <= 8; i++ {
+		b.request(signaling.Message{Type: signaling.TypeChat, Text: fmt.Sprint("m", i)})
+	}
+	again := dial(t, s, "rc", "a")
+	n := again.waitFor("chatNotify", func(e signaling.Message) bool { return e.Type == signaling.TypeChatNotify })
+	if n.Chat == nil || first.Chat == nil || n.Chat.Epoch == "" || n.Chat.Epoch != first.Chat.Epoch || n.Chat.Latest != 8 {
+		t.Fatalf("rejoin told %+v, first join %+v: want the same epoch and latest 8", n.Chat, first.Chat)
+	}
+	after := uint64(5)
+	h := again.request(signaling.Message{Type: signaling.TypeChatHistory, After: &after})
+	var got []string
+	for _, m := range h.Messages {
+		got = append(got, m.Text)
+	}
+	if fmt.Sprint(got) != "[m6 m7 m8]" || h.More || h.Chat == nil || h.Chat.Epoch != first.Chat.Epoch {
+		t.Fatalf("pulled %v (more %v, %+v), want exactly m6 m7 m8", got, h.More, h.Chat)
+	}
+	// everyone leaves: the room and its chat close; a new room starts over
+	_ = again.c.Close()
+	_ = b.c.Close()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		c := dial(t, s, "rc", "c")
+		e := c.waitFor("chatNotify", func(e signaling.Message) bool { return e.Type == signaling.TypeChatNotify })
+		if e.Chat.Epoch != first.Chat.Epoch {
+			if e.Chat.Latest != 0 {
+				t.Fatalf("a new room's chat starts with %+v", e.Chat)
+			}
+			break
+		}
+		// the server has not seen the others leave yet
+		_ = c.c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the room's chat never closed after everyone left")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -171,6 +171,9 @@ type Message struct {
 type ChatInfo struct {
 	Oldest uint64 `json:"oldest"`
 	Latest uint64 `json:"latest"`
+	// Epoch identifies the room's history (see chat.Room.Epoch): sequence
+	// numbers of another epoch mean nothing in this one.
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // Participant describes a room member.

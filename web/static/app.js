@@ -637,6 +637,7 @@ class Session {
     this.name = name;
     this.ws = null;
     this.opened = false;
+    this.lastErrorAt = -Infinity;
     this.ended = false; // leave() or failure: ignore everything after
     this.chain = Promise.resolve(); // incoming messages, one at a time
     this.subscriberAnswered = false;
@@ -673,7 +674,7 @@ class Session {
     chorus.trackSettings = {};
     chorus.timings = { start: now() };
     recording.reset();
-    chat.reset((msg) => this.send(msg));
+    chat.start((msg) => this.send(msg), this.room);
     appData.reset();
     setStatus('Connecting…');
     this.media = acquireMedia().then((m) => this.onMedia(m));
@@ -729,6 +730,12 @@ class Session {
       if (this.fatalError) {
         this.fail(`${this.fatalError} The server ended the session.`);
         return;
+      }
+      if (this.opened && chorus.state === 'joined' && !chorus.rejoin && !(now() - this.lastErrorAt < 2000)) {
+        // The socket dropped without the server ending the session (no
+        // error just before): a network change or a server crash. Join
+        // again, with backoff; a reconnect pulls only the chat it missed.
+        chorus.rejoin = { room: this.room, name: this.name, attempt: 0 };
       }
       const why = this.opened
         ? `the connection closed unexpectedly (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`
@@ -893,6 +900,7 @@ class Session {
       console.warn('chorus: data message refused:', entry.code, entry.message);
       return;
     }
+    this.lastErrorAt = now(); // a close right after an error is the server's doing
     if (msg.id && this.settingsIds.has(msg.id) && entry.code === 'bad_request') {
       // trackSettings for a track that went away meanwhile: harmless.
       console.warn('chorus: trackSettings refused:', entry.message);
@@ -1524,7 +1532,7 @@ class Session {
     removeAllTiles();
     chorus.participants = {};
     recording.reset();
-    if (chorus.session === this) chat.reset();
+    if (chorus.session === this) chat.detach();
     if (chorus.session === this) appData.reset();
     if (chorus.session === this) chorus.session = null;
     updateControls();
