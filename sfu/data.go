@@ -21,13 +21,19 @@ var (
 // DataLimits bound app data. Zero fields take the defaults.
 type DataLimits struct {
 	// MaxMessage is the largest message, header included (default 16 KiB,
-	// at most 64 KiB: what every browser's SCTP accepts).
+	// at most MaxDataMessage: what every browser's SCTP accepts, less room
+	// for the header of the message delivered).
 	MaxMessage int
 	// MessagesPerSecond and BytesPerSecond bound what one participant sends
 	// (defaults 50 messages and 256 KiB per second, bursts of one second's
 	// worth).
 	MessagesPerSecond float64
 	BytesPerSecond    float64
+	// ReceiveBytesPerSecond bounds what one participant receives, from
+	// everyone together (default 256 KiB per second, bursts of one second's
+	// worth): many senders cannot flood a receiver's link, and the server
+	// does no work for messages past it.
+	ReceiveBytesPerSecond float64
 	// MaxBuffered is how much may wait in one receiver's reliable channel;
 	// past it messages to that receiver are dropped and counted (default
 	// 1 MiB; the lossy channel gets a sixteenth of it).
@@ -36,11 +42,12 @@ type DataLimits struct {
 
 // Defaults of DataLimits.
 const (
-	DefaultDataMaxMessage  = 16 << 10
-	MaxDataMessage         = 64 << 10
-	DefaultDataRate        = 50
-	DefaultDataByteRate    = 256 << 10
-	DefaultDataMaxBuffered = 1 << 20
+	DefaultDataMaxMessage      = 16 << 10
+	MaxDataMessage             = 64<<10 - 512
+	DefaultDataRate            = 50
+	DefaultDataByteRate        = 256 << 10
+	DefaultDataReceiveByteRate = 256 << 10
+	DefaultDataMaxBuffered     = 1 << 20
 )
 
 func (l DataLimits) withDefaults() DataLimits {
@@ -54,18 +61,32 @@ func (l DataLimits) withDefaults() DataLimits {
 	if l.BytesPerSecond <= 0 {
 		l.BytesPerSecond = DefaultDataByteRate
 	}
+	if l.ReceiveBytesPerSecond <= 0 {
+		l.ReceiveBytesPerSecond = DefaultDataReceiveByteRate
+	}
 	if l.MaxBuffered == 0 {
 		l.MaxBuffered = DefaultDataMaxBuffered
 	}
 	return l
 }
 
-// DataStats counts a participant's app data.
+// DataStats counts app data (of a participant, or of the whole SFU).
 type DataStats struct {
-	Sent      uint64 // messages the participant sent that were forwarded
-	Rejected  uint64 // messages it sent that were refused
-	Delivered uint64 // messages delivered to it
-	Dropped   uint64 // messages to it dropped: its channel was full or not open
+	Sent      uint64 // messages sent that were forwarded
+	Rejected  uint64 // messages sent that were refused
+	Delivered uint64 // messages delivered
+	// Dropped: messages not delivered to a receiver whose channel was full
+	// or not open, or that was over its receive budget
+	Dropped uint64
+}
+
+// dataCounters are DataStats kept with atomics.
+type dataCounters struct {
+	sent, rejected, delivered, dropped atomic.Uint64
+}
+
+func (c *dataCounters) stats() DataStats {
+	return DataStats{Sent: c.sent.Load(), Rejected: c.rejected.Load(), Delivered: c.delivered.Load(), Dropped: c.dropped.Load()}
 }
 
 // dataRouter forwards a room's app data. Its peer list is copy on write:
@@ -108,8 +129,13 @@ func (r *dataRouter) remove(id string) {
 }
 
 // forward checks one message from a peer and delivers it. It never blocks:
-// a receiver whose channel is full loses the message.
+// a receiver whose channel is full loses the message. A peer not (or no
+// longer) in the room sends nothing, silently: it is joining or leaving.
 func (r *dataRouter) forward(from *dataPeer, reliable bool, msg []byte, now time.Time) error {
+	peers := r.peers.Load()
+	if peers == nil || (*peers)[from.id] != from {
+		return nil
+	}
 	if !from.canSend {
 		return ErrDataNotPermitted
 	}
@@ -124,15 +150,13 @@ func (r *dataRouter) forward(from *dataPeer, reliable bool, msg []byte, now time
 		return fmt.Errorf("%w: at most %g messages and %g bytes per second", ErrDataRate,
 			from.limits.MessagesPerSecond, from.limits.BytesPerSecond)
 	}
+	from.counters.sent.Add(1)
+	from.total.sent.Add(1)
 	out := AppendDataDown(make([]byte, 0, len(msg)+len(from.id)), from.id, up.Topic, up.Payload)
-	peers := r.peers.Load()
-	if peers == nil {
-		return nil
-	}
 	if len(up.To) == 0 {
 		for id, p := range *peers {
 			if id != from.id {
-				p.deliver(out, reliable)
+				p.deliver(out, reliable, now)
 			}
 		}
 		return nil
@@ -147,7 +171,7 @@ func (r *dataRouter) forward(from *dataPeer, reliable bool, msg []byte, now time
 		if duplicate(up.To[:i], id) {
 			continue
 		}
-		p.deliver(out, reliable)
+		p.deliver(out, reliable, now)
 	}
 	if missing > 0 {
 		return fmt.Errorf("%w: %d of %d recipients", ErrDataUnknownRecipient, missing, len(up.To))
@@ -178,11 +202,18 @@ type dataPeer struct {
 	bytes    tokenBucket
 	lastTold map[error]time.Time
 
-	sent, rejected, delivered, dropped atomic.Uint64
+	inMu    sync.Mutex // the receiver side: every sender's goroutine
+	inBytes tokenBucket
+
+	counters dataCounters
+	total    *dataCounters // the SFU's
 }
 
-func newDataPeer(id string, canSend bool, limits DataLimits, reject func(error)) *dataPeer {
-	return &dataPeer{id: id, canSend: canSend, limits: limits.withDefaults(), reject: reject, lastTold: map[error]time.Time{}}
+func newDataPeer(id string, canSend bool, limits DataLimits, reject func(error), total *dataCounters) *dataPeer {
+	if total == nil {
+		total = &dataCounters{}
+	}
+	return &dataPeer{id: id, canSend: canSend, limits: limits.withDefaults(), reject: reject, lastTold: map[error]time.Time{}, total: total}
 }
 
 // admit takes one message of n bytes from the sender's budget.
@@ -190,7 +221,7 @@ func (p *dataPeer) admit(now time.Time, n int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l := p.limits
-	if !p.msgs.ready(now, l.MessagesPerSecond, l.MessagesPerSecond, 1) ||
+	if !p.msgs.ready(now, l.MessagesPerSecond, max(l.MessagesPerSecond, 1), 1) ||
 		!p.bytes.ready(now, l.BytesPerSecond, max(l.BytesPerSecond, float64(l.MaxMessage)), float64(n)) {
 		return false
 	}
@@ -199,26 +230,38 @@ func (p *dataPeer) admit(now time.Time, n int) bool {
 	return true
 }
 
-func (p *dataPeer) deliver(msg []byte, reliable bool) {
+func (p *dataPeer) deliver(msg []byte, reliable bool, now time.Time) {
 	ch, limit := p.reliable.Load(), p.limits.MaxBuffered
 	if !reliable {
 		ch, limit = p.lossy.Load(), max(p.limits.MaxBuffered/16, uint64(MaxDataMessage))
 	}
-	if ch == nil || ch.ReadyState() != webrtc.DataChannelStateOpen || ch.BufferedAmount()+uint64(len(msg)) > limit {
-		p.dropped.Add(1)
+	if ch == nil || ch.ReadyState() != webrtc.DataChannelStateOpen || ch.BufferedAmount()+uint64(len(msg)) > limit ||
+		!p.admitIn(now, len(msg)) || ch.Send(msg) != nil {
+		p.counters.dropped.Add(1)
+		p.total.dropped.Add(1)
 		return
 	}
-	if err := ch.Send(msg); err != nil {
-		p.dropped.Add(1)
-		return
+	p.counters.delivered.Add(1)
+	p.total.delivered.Add(1)
+}
+
+// admitIn takes n bytes from the receiver's budget.
+func (p *dataPeer) admitIn(now time.Time, n int) bool {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	rate := p.limits.ReceiveBytesPerSecond
+	if !p.inBytes.ready(now, rate, max(rate, float64(MaxDataMessage)), float64(n)) {
+		return false
 	}
-	p.delivered.Add(1)
+	p.inBytes.take(float64(n))
+	return true
 }
 
 // refused counts a refused message and tells the sender unless it was told
 // the same reason less than a second ago.
 func (p *dataPeer) refused(err error, now time.Time) {
-	p.rejected.Add(1)
+	p.counters.rejected.Add(1)
+	p.total.rejected.Add(1)
 	kind := err
 	for _, s := range []error{ErrDataNotPermitted, ErrDataTooLarge, ErrDataRate, ErrDataUnknownRecipient, ErrDataMalformed} {
 		if errors.Is(err, s) {
@@ -238,9 +281,7 @@ func (p *dataPeer) refused(err error, now time.Time) {
 	}
 }
 
-func (p *dataPeer) stats() DataStats {
-	return DataStats{Sent: p.sent.Load(), Rejected: p.rejected.Load(), Delivered: p.delivered.Load(), Dropped: p.dropped.Load()}
-}
+func (p *dataPeer) stats() DataStats { return p.counters.stats() }
 
 // tokenBucket is a rate limiter with injected time.
 type tokenBucket struct {
@@ -263,15 +304,16 @@ func (b *tokenBucket) ready(now time.Time, rate, burst, n float64) bool {
 
 func (b *tokenBucket) take(n float64) { b.tokens -= n }
 
-// openData opens the participant's two data channels on its subscriber
-// connection and adds it to the room's data routing. The channels are
-// negotiated with the next subscriber offer.
-func (p *Participant) openData(canSend bool, limits DataLimits) error {
+// prepareData opens the participant's two data channels on its subscriber
+// connection before it joins the room (addParticipant adds it to the
+// room's data routing with everything else). The channels are negotiated
+// with the first subscriber offer.
+func (p *Participant) prepareData(canSend bool, limits DataLimits) error {
 	pc, err := p.subscriberPC()
 	if err != nil {
 		return err
 	}
-	peer := newDataPeer(p.id, canSend, limits, func(err error) { p.listener.DataRejected(err) })
+	peer := newDataPeer(p.id, canSend, limits, func(err error) { p.listener.DataRejected(err) }, &p.sfu.data)
 	p.mu.Lock()
 	p.data = peer
 	p.mu.Unlock()
@@ -298,12 +340,9 @@ func (p *Participant) openData(canSend bool, limits DataLimits) error {
 			now := time.Now()
 			if err := p.room.data.forward(peer, reliable, m.Data, now); err != nil {
 				peer.refused(err, now)
-				return
 			}
-			peer.sent.Add(1)
 		})
 	}
-	p.room.data.add(peer)
 	return nil
 }
 

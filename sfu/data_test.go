@@ -65,7 +65,7 @@ func FuzzParseDataUp(f *testing.F) {
 // A sender gets a second's worth of messages at once, then the rate; the
 // byte budget holds too.
 func TestDataPeerLimits(t *testing.T) {
-	p := newDataPeer("PA", true, DataLimits{MessagesPerSecond: 10, BytesPerSecond: 1000, MaxMessage: 500}, nil)
+	p := newDataPeer("PA", true, DataLimits{MessagesPerSecond: 10, BytesPerSecond: 1000, MaxMessage: 500}, nil, nil)
 	t0 := time.Unix(1000, 0)
 	n := 0
 	for p.admit(t0, 10) {
@@ -81,7 +81,7 @@ func TestDataPeerLimits(t *testing.T) {
 		t.Fatal("refused after 100 ms at 10 per second")
 	}
 	// bytes: 1000 per second; 900 used so far plus 10
-	q := newDataPeer("PB", true, DataLimits{MessagesPerSecond: 100, BytesPerSecond: 1000, MaxMessage: 500}, nil)
+	q := newDataPeer("PB", true, DataLimits{MessagesPerSecond: 100, BytesPerSecond: 1000, MaxMessage: 500}, nil, nil)
 	if !q.admit(t0, 500) || !q.admit(t0, 500) || q.admit(t0, 500) {
 		t.Fatal("byte budget of 1000 per second did not hold")
 	}
@@ -93,7 +93,7 @@ func TestDataPeerLimits(t *testing.T) {
 // The sender is told each reason at most once a second.
 func TestDataRefusalsToldOncePerSecond(t *testing.T) {
 	var told []error
-	p := newDataPeer("PA", true, DataLimits{}, func(err error) { told = append(told, err) })
+	p := newDataPeer("PA", true, DataLimits{}, func(err error) { told = append(told, err) }, nil)
 	t0 := time.Unix(1000, 0)
 	for i := range 5 {
 		p.refused(ErrDataRate, t0.Add(time.Duration(i)*100*time.Millisecond))
@@ -114,7 +114,7 @@ func TestDataRouterChoosesRecipients(t *testing.T) {
 	var r dataRouter
 	peers := map[string]*dataPeer{}
 	for _, id := range []string{"PA", "PB", "PC"} {
-		peers[id] = newDataPeer(id, id != "PC", DataLimits{}, nil)
+		peers[id] = newDataPeer(id, id != "PC", DataLimits{}, nil, nil)
 		r.add(peers[id])
 	}
 	now := time.Unix(1000, 0)
@@ -150,5 +150,21 @@ func TestDataRouterChoosesRecipients(t *testing.T) {
 	r.remove("PB")
 	if err := r.forward(peers["PA"], true, msg, now); !errors.Is(err, ErrDataUnknownRecipient) {
 		t.Fatalf("to a participant who left: %v", err)
+	}
+}
+
+// A receiver takes at most its budget from everyone together: a second's
+// worth (or one largest message) at once, then the rate.
+func TestDataReceiveBudget(t *testing.T) {
+	p := newDataPeer("PA", true, DataLimits{ReceiveBytesPerSecond: 100_000}, nil, nil)
+	t0 := time.Unix(1000, 0)
+	if !p.admitIn(t0, 60_000) || !p.admitIn(t0, 40_000) {
+		t.Fatal("refused within the first second's worth")
+	}
+	if p.admitIn(t0, 1_000) {
+		t.Fatal("admitted past the budget")
+	}
+	if !p.admitIn(t0.Add(100*time.Millisecond), 10_000) || p.admitIn(t0.Add(100*time.Millisecond), 1_000) {
+		t.Fatal("100 ms at 100,000 bytes per second should admit 10,000 bytes, no more")
 	}
 }

@@ -134,6 +134,9 @@ func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
 			p.listener.ConnectionFailed(target)
 		}
 	})
+	// Data channels the client opens itself are not ours to carry: closed,
+	// so that they hold no goroutine or buffer.
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) { _ = dc.Close() })
 	if target == TargetPublisher {
 		pc.OnTrack(p.onTrack)
 	} else {
@@ -598,6 +601,20 @@ func (p *Participant) Close() {
 		s.down.Close()
 	}
 	p.wg.Wait()
+}
+
+// closeUnjoined closes the connections of a participant that never made it
+// into its room.
+func (p *Participant) closeUnjoined() {
+	p.mu.Lock()
+	p.closed = true
+	pcs := []*webrtc.PeerConnection{p.pub, p.sub}
+	p.mu.Unlock()
+	for _, pc := range pcs {
+		if pc != nil {
+			_ = pc.Close()
+		}
+	}
 }
 
 // PublisherRTT is the round trip to the participant's publisher connection

@@ -117,6 +117,9 @@ func (r *Room) addParticipant(p *Participant) error {
 		}
 	}
 	r.participants[p.id] = p
+	if d := p.data; d != nil {
+		r.data.add(d)
+	}
 	if p.autoSubscribe {
 		for _, t := range r.sortedTracksLocked() {
 			p.subscribe(t)

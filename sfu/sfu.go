@@ -69,6 +69,8 @@ type SFU struct {
 	rooms  RoomDirectory
 	taps   *tapFactory
 
+	data dataCounters // app data, server-wide
+
 	mu     sync.Mutex
 	closed bool
 }
@@ -143,6 +145,11 @@ func New(cfg Config) (*SFU, error) {
 	s.mux = mux
 
 	var se webrtc.SettingEngine
+	cfg.Data = cfg.Data.withDefaults()
+	s.cfg.Data = cfg.Data
+	// what clients may send in one data message (browsers refuse larger
+	// ones locally)
+	se.SetSCTPMaxMessageSize(uint32(cfg.Data.MaxMessage))
 	if cfg.Net != nil {
 		se.SetNet(cfg.Net)
 	}
@@ -314,17 +321,18 @@ func (s *SFU) Join(room string, o JoinOptions) (*Participant, error) {
 	for {
 		r := s.rooms.GetOrCreate(room)
 		p := newParticipant(s, r, o)
+		if p.wantsData {
+			if err := p.prepareData(o.DataSend, s.cfg.Data); err != nil {
+				p.closeUnjoined()
+				return nil, err
+			}
+		}
 		err := r.addParticipant(p)
 		if err == nil {
 			p.start()
-			if p.wantsData {
-				if err := p.openData(o.DataSend, s.cfg.Data); err != nil {
-					p.Close()
-					return nil, err
-				}
-			}
 			return p, nil
 		}
+		p.closeUnjoined()
 		if err != ErrRoomClosed {
 			return nil, err
 		}

@@ -81,13 +81,15 @@ type Snapshot struct {
 	// estimates in bits per second, one per connection whose receiver has
 	// sent transport-wide feedback (without feedback there is no estimate).
 	BandwidthEstimates []float64
+	// Data counts app data messages since the SFU started (monotonic).
+	Data DataStats
 }
 
 // Snapshot walks the rooms, their participants, published tracks and
 // subscriptions, and sums their counters. Locks are held only to copy
 // lists; the counters are read afterwards.
 func (s *SFU) Snapshot() Snapshot {
-	snap := Snapshot{Tracks: map[string]int{}}
+	snap := Snapshot{Tracks: map[string]int{}, Data: s.data.stats()}
 	for _, r := range s.rooms.List() {
 		ps, ts := r.statsMembers()
 		snap.Rooms++

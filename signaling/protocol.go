@@ -90,6 +90,9 @@ const (
 const (
 	TargetPublisher  = "publisher"
 	TargetSubscriber = "subscriber"
+	// TargetData marks an error about one app data message the client sent
+	// (it was dropped; the session goes on).
+	TargetData = "data"
 )
 
 // Limits of the protocol.

@@ -637,7 +637,9 @@ func (l *sessionListener) PublisherLayers(t sfu.TrackInfo, active []bool) {
 }
 
 func (l *sessionListener) DataRejected(err error) {
-	l.s().sendError("", err)
+	m := errorMsg("", err)
+	m.Target = TargetData // not the session's: one data message was dropped
+	l.s().send(m)
 }
 
 func (l *sessionListener) SubscriberNegotiationNeeded() {

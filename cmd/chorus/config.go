@@ -110,9 +110,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.chat.HistorySize, "chat-history", chat.DefaultHistorySize, "chat messages each room keeps for late joiners")
 	fs.IntVar(&o.chat.LargeRoom, "chat-large-room", chat.DefaultLargeRoom, "room size above which clients are notified of new chat messages and pull them instead of receiving pushes")
 	fs.Float64Var(&o.chat.PerSenderRate, "chat-rate", chat.DefaultPerSenderRate, "chat messages and reactions per second one participant may send")
-	fs.IntVar(&o.data.MaxMessage, "data-max-message", sfu.DefaultDataMaxMessage, "largest app data message in bytes, header included (at most 65536)")
+	fs.IntVar(&o.data.MaxMessage, "data-max-message", sfu.DefaultDataMaxMessage, fmt.Sprintf("largest app data message in bytes, header included (at most %d)", sfu.MaxDataMessage))
 	fs.Float64Var(&o.data.MessagesPerSecond, "data-rate", sfu.DefaultDataRate, "app data messages per second one participant may send")
 	fs.Float64Var(&o.data.BytesPerSecond, "data-byte-rate", sfu.DefaultDataByteRate, "app data bytes per second one participant may send")
+	fs.Float64Var(&o.data.ReceiveBytesPerSecond, "data-receive-rate", sfu.DefaultDataReceiveByteRate, "app data bytes per second one participant may receive from everyone together")
 	return fs
 }
 
@@ -154,7 +155,27 @@ func loadOptions(args []string, getenv func(string) string, readFile func(string
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	return o, nil
+	return o, o.validate()
+}
+
+// validate refuses settings that cannot work.
+func (o options) validate() error {
+	if o.data.MaxMessage < 64 || o.data.MaxMessage > sfu.MaxDataMessage {
+		return fmt.Errorf("--data-max-message %d: must be between 64 and %d", o.data.MaxMessage, sfu.MaxDataMessage)
+	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"data-rate", o.data.MessagesPerSecond}, {"data-byte-rate", o.data.BytesPerSecond},
+		{"data-receive-rate", o.data.ReceiveBytesPerSecond}, {"chat-rate", o.chat.PerSenderRate}} {
+		if r.v <= 0 {
+			return fmt.Errorf("--%s %g: must be above 0", r.name, r.v)
+		}
+	}
+	if o.chat.HistorySize < 1 || o.chat.LargeRoom < 1 {
+		return fmt.Errorf("--chat-history and --chat-large-room must be at least 1")
+	}
+	return nil
 }
 
 // configPath finds --config in args (before parsing: the file's values

@@ -87,6 +87,7 @@ type collector struct {
 	defs  []counterDef
 
 	buildInfo, rooms, participants, tracks, subscriptions, bandwidth *prometheus.Desc
+	dataMessages                                                     *prometheus.Desc
 	recRooms, recActive, recDropped, turnAllocs                      *prometheus.Desc
 	sigSessions, sigMessages, sigRateLimited, sigRejected            *prometheus.Desc
 
@@ -114,10 +115,13 @@ func newCollector(src Sources, build string) *collector {
 		bandwidth: desc("bandwidth_estimate_bps",
 			"Bandwidth estimates of the subscriber connections that sent transport-wide feedback, in bits per second, "+
 				"as they are at scrape time (not accumulated: counts fall as connections go)."),
-		recRooms:       desc("recording_rooms", "Rooms with a recording session."),
-		recActive:      desc("recording_active", "Participants being recorded."),
-		recDropped:     desc("recording_dropped_total", "Packets the recorders dropped (queue full: disk or recorder too slow)."),
-		turnAllocs:     desc("turn_allocations", "Active TURN allocations."),
+		recRooms:   desc("recording_rooms", "Rooms with a recording session."),
+		recActive:  desc("recording_active", "Participants being recorded."),
+		recDropped: desc("recording_dropped_total", "Packets the recorders dropped (queue full: disk or recorder too slow)."),
+		turnAllocs: desc("turn_allocations", "Active TURN allocations."),
+		dataMessages: desc("data_messages_total", "App data messages: sent (accepted from senders), rejected (refused: size, "+
+			"rate, grant, header, recipient), delivered (to one receiver), dropped (not delivered: receiver's channel full or "+
+			"over its receive budget).", "result"),
 		sigSessions:    desc("signaling_sessions", "Open signaling sessions."),
 		sigMessages:    desc("signaling_messages_total", "Signaling messages, by direction (in: from clients).", "direction"),
 		sigRateLimited: desc("signaling_rate_limited_total", "Signaling messages refused by the rate limiter."),
@@ -192,6 +196,12 @@ func (c *collector) collectSFU(ch chan<- prometheus.Metric) {
 	ch <- gauge(c.subscriptions, snap.Subscriptions)
 	for _, d := range c.defs {
 		ch <- counter(d.desc, *d.field(&totals))
+	}
+	for _, r := range []struct {
+		name string
+		n    uint64
+	}{{"sent", snap.Data.Sent}, {"rejected", snap.Data.Rejected}, {"delivered", snap.Data.Delivered}, {"dropped", snap.Data.Dropped}} {
+		ch <- counter(c.dataMessages, r.n, r.name)
 	}
 	count, sum, buckets := histogram(snap.BandwidthEstimates, bandwidthBuckets())
 	ch <- prometheus.MustNewConstHistogram(c.bandwidth, count, sum, buckets)

@@ -95,6 +95,9 @@ func NewAPIWith(configure func(*webrtc.MediaEngine, *interceptor.Registry, *webr
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
+// maxErrors bounds the errors a client keeps (see Errors).
+const maxErrors = 1000
+
 // Client is one participant.
 type Client struct {
 	opts Options
@@ -114,6 +117,7 @@ type Client struct {
 	errs     []signaling.Message
 	dcs      map[string]*webrtc.DataChannel // open app data channels by label
 	dataOpen chan struct{}                  // closed when both are open
+	dataOnce sync.Once
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -453,7 +457,9 @@ func (c *Client) dispatch(m signaling.Message) {
 		}
 	case signaling.TypeError:
 		c.mu.Lock()
-		c.errs = append(c.errs, m)
+		if len(c.errs) < maxErrors {
+			c.errs = append(c.errs, m)
+		}
 		c.mu.Unlock()
 	}
 	if c.opts.Events != nil {

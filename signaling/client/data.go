@@ -34,7 +34,7 @@ func (c *Client) onDataChannel(dc *webrtc.DataChannel) {
 		both := len(c.dcs) == 2
 		c.mu.Unlock()
 		if both {
-			close(c.dataOpen)
+			c.dataOnce.Do(func() { close(c.dataOpen) })
 		}
 	})
 	dc.OnMessage(func(m webrtc.DataChannelMessage) {

@@ -713,6 +713,11 @@ class Session {
         console.warn('chorus: ignoring a message that is not JSON');
         return;
       }
+      if (msg.type === 'error' && msg.target !== 'data') {
+        // Noted at once, not in the queue: a close that follows at once is
+        // the server ending the session, not a dropped connection.
+        this.lastErrorAt = now();
+      }
       if (msg.type === 'error' && msg.code === 'connection_failed') {
         // Noted now, not in the queue: the server closes the socket right
         // after, and the close must be explained by this error.
@@ -894,13 +899,12 @@ class Session {
       showBanner(`Could not ${what} recording (${entry.code}): ${entry.message || 'no details'}`);
       return;
     }
-    if (entry.message.startsWith('data: ')) {
+    if (msg.target === 'data') {
       // A data message of ours was refused (data.js): the app's business.
       chorus.data.refused++;
       console.warn('chorus: data message refused:', entry.code, entry.message);
       return;
     }
-    this.lastErrorAt = now(); // a close right after an error is the server's doing
     if (msg.id && this.settingsIds.has(msg.id) && entry.code === 'bad_request') {
       // trackSettings for a track that went away meanwhile: harmless.
       console.warn('chorus: trackSettings refused:', entry.message);

@@ -64,6 +64,10 @@ export class Chat {
     this.room = room;
     this.send = send;
     this.pulling = false;
+    // pushes that come before chatNotify wait for it: they may belong to
+    // a new epoch that clears what we hold
+    this.early = [];
+    this.awaitNotify = true;
   }
 
   // detach ends a session; the messages stay on screen.
@@ -106,6 +110,11 @@ export class Chat {
           this.state.chat.oldest = msg.chat.oldest;
           this.state.chat.latest = Math.max(this.state.chat.latest, msg.chat.latest);
         }
+        if (this.awaitNotify) {
+          this.awaitNotify = false;
+          for (const ms of this.early) this.add(ms);
+          this.early = [];
+        }
         this.pull();
         return true;
       case 'chatHistory':
@@ -117,7 +126,8 @@ export class Chat {
         if (msg.more || this.upto < this.state.chat.latest) this.pull();
         return true;
       case 'chat':
-        this.add(msg.messages || []);
+        if (this.awaitNotify) this.early.push(msg.messages || []);
+        else this.add(msg.messages || []);
         return true;
       case 'chatSent':
         return true; // the same message arrives pushed
