@@ -142,7 +142,9 @@ func checkSeqs(t *testing.T, what string, ms []Message, from, to uint64) {
 
 func TestHistoryLateJoinerAndReconnect(t *testing.T) {
 	clk := newClock()
-	r := newTestRoom(t, RoomOptions{Now: clk.Now})
+	// joiners get the last 50; 100 are kept for members that pull (the
+	// default budget would keep 1,000)
+	r := newTestRoom(t, RoomOptions{Now: clk.Now, Budget: 10})
 	early, info := join(t, r, "early")
 	if info != (JoinInfo{}) {
 		t.Fatalf("join info of an empty room: %+v", info)
@@ -190,9 +192,15 @@ func TestHistoryLateJoinerAndReconnect(t *testing.T) {
 	}
 	checkSeqs(t, "reconnect after 80", missed, 81, 120)
 
-	// One that saw only up to 10 can tell that 11..70 are gone.
+	// One that saw up to 30 (fell behind) still finds 31..120.
+	behind, more := r.History(30, 100)
+	if more {
+		t.Fatal("more after the whole retained history")
+	}
+	checkSeqs(t, "pull after 30", behind, 31, 120)
+	// One that saw only up to 10 can tell that 11..20 are gone.
 	oldest, latest := r.Bounds()
-	if oldest != 71 || latest != 120 {
+	if oldest != 21 || latest != 120 {
 		t.Fatalf("bounds %d..%d", oldest, latest)
 	}
 	page, _ = r.History(10, 0)
@@ -202,7 +210,7 @@ func TestHistoryLateJoinerAndReconnect(t *testing.T) {
 	if page, more := r.History(120, 0); len(page) != 0 || more {
 		t.Fatalf("history after the latest: %d messages, more %v", len(page), more)
 	}
-	if s := r.Stats(); s.Stored != 120 || s.Oldest != 71 || s.Latest != 120 || s.Members != 3 {
+	if s := r.Stats(); s.Stored != 120 || s.Oldest != 21 || s.Latest != 120 || s.Members != 3 {
 		t.Fatalf("stats %+v", s)
 	}
 }

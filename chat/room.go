@@ -21,6 +21,9 @@ const (
 	// DefaultBudget is the room's rate in messages per second (burst:
 	// twice as many).
 	DefaultBudget = 100
+	// RetainTime: by default a room keeps this long of its budget's worth
+	// of messages for members that pull.
+	RetainTime = 10 * time.Second
 	// DefaultPerSenderRate is each sender's rate in messages per second
 	// (burst: twice as many).
 	DefaultPerSenderRate = 5
@@ -47,9 +50,16 @@ const MaxHistoryPage = 100
 type RoomOptions struct {
 	// Name names the room in log records.
 	Name string
-	// HistorySize is how many stored messages the room keeps for History.
-	// Default DefaultHistorySize.
+	// HistorySize is how many of the latest stored messages a member that
+	// joins is offered (JoinInfo, History from 0). Default
+	// DefaultHistorySize.
 	HistorySize int
+	// Retain is how many stored messages the room keeps for members that
+	// pull what they have not seen yet (History after a Seq they hold): in
+	// a large room, where members pull after each notification, a member
+	// that falls behind by a moment must still find what it missed. Default
+	// and minimum: HistorySize, or RetainTime of the room's Budget if more.
+	Retain int
 	// LargeRoom is the member count above which members are notified of
 	// new stored messages (and pull them) instead of receiving them.
 	// Default DefaultLargeRoom.
@@ -183,6 +193,7 @@ type Room struct {
 	snap    []*member // immutable copy of list for deliveries; nil when stale
 	seq     uint64    // Seq of the latest stored message
 	hist    ring
+	joinN   uint64 // HistorySize
 	budget  bucket
 	dropLog time.Time // last overload warning
 
@@ -220,6 +231,7 @@ func NewRoom(opts RoomOptions) *Room {
 	if opts.PerSenderBurst <= 0 {
 		opts.PerSenderBurst = defaultBurstPerRate * opts.PerSenderRate
 	}
+	opts.Retain = max(opts.Retain, opts.HistorySize, int(opts.Budget*RetainTime.Seconds()))
 	if opts.MaxText <= 0 {
 		opts.MaxText = DefaultMaxText
 	}
@@ -248,7 +260,8 @@ func NewRoom(opts RoomOptions) *Room {
 		now:         opts.Now,
 		log:         opts.Logger.With("component", "chat", "room", opts.Name),
 		members:     make(map[string]*member),
-		hist:        ring{size: opts.HistorySize},
+		hist:        ring{size: opts.Retain},
+		joinN:       uint64(opts.HistorySize),
 		budget:      newBucket(opts.Budget, opts.BudgetBurst, now),
 		window:      now,
 		reactIx:     make(map[string]int),
@@ -282,7 +295,7 @@ func (r *Room) Join(m Member) (JoinInfo, error) {
 	r.members[m.ID] = mm
 	r.list = append(r.list, mm)
 	r.snap = nil
-	return r.bounds(), nil
+	return r.joinBounds(), nil
 }
 
 // Leave removes member id from the room; unknown IDs are ignored. A
@@ -325,6 +338,16 @@ func (r *Room) bounds() JoinInfo {
 	return JoinInfo{Oldest: r.seq - n + 1, Latest: r.seq}
 }
 
+// joinBounds is the range offered to members that join: the latest
+// HistorySize messages. r.mu must be held.
+func (r *Room) joinBounds() JoinInfo {
+	b := r.bounds()
+	if b.Latest >= r.joinN && b.Oldest < b.Latest-r.joinN+1 {
+		b.Oldest = b.Latest - r.joinN + 1
+	}
+	return b
+}
+
 // Bounds returns the Seqs of the oldest and newest messages History can
 // return (0, 0 while nothing is stored). A client that last saw Seq n has
 // missed messages for good when n+1 < oldest.
@@ -338,7 +361,9 @@ func (r *Room) Bounds() (oldest, latest uint64) {
 // History returns the stored messages with Seq > after, oldest first, at
 // most limit of them (MaxHistoryPage when limit is out of 1..MaxHistoryPage),
 // and whether more follow. Messages that have left the ring are skipped:
-// compare after+1 with Bounds' oldest to detect a gap.
+// compare after+1 with Bounds' oldest to detect a gap. After 0 (a member
+// that holds nothing yet) the history starts at the latest HistorySize
+// messages, the range Join offers.
 func (r *Room) History(after uint64, limit int) ([]Message, bool) {
 	if limit <= 0 || limit > MaxHistoryPage {
 		limit = MaxHistoryPage
@@ -350,6 +375,9 @@ func (r *Room) History(after uint64, limit int) ([]Message, bool) {
 		return nil, false
 	}
 	first := max(after+1, b.Oldest)
+	if after == 0 {
+		first = r.joinBounds().Oldest
+	}
 	n := min(uint64(limit), b.Latest-first+1)
 	out := make([]Message, n)
 	for i := range out {
