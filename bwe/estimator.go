@@ -89,6 +89,12 @@ const (
 	// maxProbeBackoff bounds the wait between failed probes: probing does not
 	// move layers, and a short wait finds returning capacity quickly.
 	maxProbeBackoff = 2 * time.Second
+	// sentWindow is the span SentRate averages over.
+	sentWindow = 500 * time.Millisecond
+	// probeShortfall: a probe whose packets went out below this share of its
+	// rate tested less than it was meant to (the media was lighter than
+	// thought): what it showed counts, but it is no failure
+	probeShortfall = 0.9
 )
 
 type sentPacket struct {
@@ -148,6 +154,7 @@ type Estimator struct {
 	lossLong    float64   // loss averaged over lossLongWindow
 	lastTimeout time.Time // last decrease for missing feedback
 	lastSent    time.Time // newest packet sent
+	lastSeq     uint16    // its transport-wide sequence number
 	// a loss episode: the estimate was lowered for loss at start; if the
 	// loss persists a second later at the lower rate, it was not congestion
 	episodeStart    time.Time
@@ -174,6 +181,9 @@ type Estimator struct {
 	// what became of the packets sent during the probe
 	probeAcked, probeLost, probeBytes int
 	probeFirstArr, probeLastArr       time.Time
+	// how the probe's packets went out (bytes after the first)
+	probeSentBytes                  int
+	probeFirstSent, probeLastSentAt time.Time
 
 	probeGot float64 // rate the probe's packets arrived at (0: unknown)
 	// the last packet sent during the probe, and whether feedback covered it
@@ -262,7 +272,29 @@ func (e *Estimator) StartProbe(rate int, now time.Time) int {
 	e.probeAcked, e.probeLost, e.probeBytes = 0, 0, 0
 	e.probeSentAny, e.probeCovered = false, false
 	e.probeFirstArr, e.probeLastArr = time.Time{}, time.Time{}
+	e.probeSentBytes, e.probeFirstSent, e.probeLastSentAt = 0, time.Time{}, time.Time{}
 	return int(r)
+}
+
+// SentRate is the rate at which packets went out over the last half second
+// (bits per second; 0 before any): a probe pads the flow from this rate up
+// to its own.
+func (e *Estimator) SentRate(now time.Time) int {
+	if e.lastSent.IsZero() {
+		return 0
+	}
+	from := now.Add(-sentWindow)
+	bytes := 0
+	seq := e.lastSeq
+	for range historySize {
+		p := e.sent[seq%historySize]
+		if !p.valid || p.seq != seq || !p.at.After(from) {
+			break
+		}
+		bytes += p.size
+		seq--
+	}
+	return int(float64(bytes*8) / sentWindow.Seconds())
 }
 
 // ProbeRate is the rate the sender must pad up to now (0: no probe).
@@ -293,9 +325,15 @@ func (e *Estimator) endProbe(now time.Time) {
 		}
 	}
 	e.probeGot = e.probeGotRate()
-	if !e.probeFailed && e.probeDelivered() {
-		e.estimate = max(e.estimate, e.probeRate)
-		e.ceiling = 0
+	if shown := e.probeShown(); !e.probeFailed && shown > 0 {
+		// the path carried what the probe sent; a probe that sent less
+		// than its rate (its media was lighter than priced) showed less
+		e.estimate = max(e.estimate, min(e.probeRate, shown))
+		if shown >= probeShortfall*e.probeRate {
+			e.ceiling = 0
+		} else if e.ceiling > 0 {
+			e.ceiling = max(e.ceiling, shown*ceilingMargin)
+		}
 		e.probeBackoff = 0
 		e.lastFailed = 0
 		e.nextProbe = now
@@ -330,21 +368,39 @@ func (e *Estimator) probeGotRate() float64 {
 	return float64(e.probeBytes*8) / span.Seconds()
 }
 
-// probeDelivered reports whether the packets sent during the probe got
-// through at its rate: at least 95 % of it measured at the receiver (less
-// the path's inherent loss), and not much more loss than before the probe.
+// probeShown is the rate a probe showed the path can carry, 0 when it
+// failed. The packets sent during the probe must have got through at the
+// rate they were sent: at least 95 % of it measured at the receiver (less
+// the path's inherent loss), with not much more loss than before the probe.
 // A bottleneck that polices rather than queues shows up here, not in the
-// delay.
-func (e *Estimator) probeDelivered() bool {
+// delay. The rate shown is the lower of the two: sent and delivered. A probe
+// that sent less than it meant to (its media lighter than priced) shows
+// what it sent, and tells nothing about the rest.
+func (e *Estimator) probeShown() float64 {
 	n := e.probeAcked + e.probeLost
-	if e.probeGot == 0 || n == 0 {
-		return false
+	sent := e.probeSentRate()
+	if e.probeGot == 0 || n == 0 || sent == 0 {
+		return 0
 	}
 	if float64(e.probeLost)/float64(n) > max(e.preProbeLoss, e.lossBase)+probeLossMargin {
-		return false
+		return 0
 	}
-	// on a lossy path what arrives is the probe rate less the inherent loss
-	return e.probeGot >= 0.95*e.probeRate*(1-e.lossBase)
+	// on a lossy path what arrives is the sent rate less the inherent loss
+	want := min(sent, e.probeRate) * (1 - e.lossBase)
+	if e.probeGot < 0.95*want {
+		return 0
+	}
+	return min(sent, e.probeGot/(1-min(e.lossBase, 0.9)))
+}
+
+// probeSentRate is the rate the probe's packets went out at (0: not enough
+// of them to tell).
+func (e *Estimator) probeSentRate() float64 {
+	span := e.probeLastSentAt.Sub(e.probeFirstSent)
+	if span < probeDuration/2 {
+		return 0
+	}
+	return float64(e.probeSentBytes*8) / span.Seconds()
 }
 
 // inProbe reports whether a packet sent at at belongs to the running probe.
@@ -355,11 +411,17 @@ func (e *Estimator) inProbe(at time.Time) bool {
 // OnPacketSent records a packet carrying transport-wide sequence number seq.
 func (e *Estimator) OnPacketSent(seq uint16, size int, at time.Time) {
 	e.sent[seq%historySize] = sentPacket{seq: seq, size: size, at: at, valid: true}
-	if at.After(e.lastSent) {
-		e.lastSent = at
+	if !at.Before(e.lastSent) {
+		e.lastSent, e.lastSeq = at, seq
 	}
 	if e.inProbe(at) {
 		e.probeLastSeq, e.probeSentAny, e.probeCovered = seq, true, false
+		if e.probeFirstSent.IsZero() {
+			e.probeFirstSent = at
+		} else {
+			e.probeSentBytes += size
+		}
+		e.probeLastSentAt = at
 	}
 }
 

@@ -99,6 +99,15 @@ func simulate(t *testing.T, phases []phase) []sample {
 // simulateWith is simulate with a bottleneck queue of maxQueue.
 func simulateWith(t *testing.T, maxQueue time.Duration, phases []phase) []sample {
 	t.Helper()
+	return simulateMedia(t, maxQueue, 1, phases)
+}
+
+// simulateMedia is simulateWith where the media runs at share of the
+// layers' nominal rates, and a probe pads from what was sent when it
+// started (as the SFU does: SentRate) up to 105 % of its rate.
+func simulateMedia(t *testing.T, maxQueue time.Duration, share float64, phases []phase) []sample {
+	t.Helper()
+	var padFrom float64 // the sent rate when the running probe started
 	e := NewEstimator(Config{Initial: 300_000})
 	start := time.Unix(1_700_000_000, 0)
 	recvClock := time.Unix(0, 0).Add(5 * time.Hour) // the receiver's unrelated clock
@@ -119,18 +128,23 @@ func simulateWith(t *testing.T, maxQueue time.Duration, phases []phase) []sample
 			}
 		}
 		layerRate := pickLayer(e.Estimate())
-		rate := layerRate
+		rate := layerRate * share
 		// probe for the next layer up when the estimate does not reach it
 		for _, r := range testLayers {
-			if r > rate {
+			if r > layerRate {
 				if e.CanProbe(int(r), now) {
+					padFrom = float64(e.SentRate(now))
 					e.StartProbe(int(r), now)
 				}
 				break
 			}
 		}
-		if pr := float64(e.ProbeRate(now)); pr > rate {
-			rate = pr // media plus padding
+		if pr := float64(e.ProbeRate(now)); pr > 0 {
+			if share == 1 {
+				rate = max(rate, pr) // media plus padding, exactly
+			} else {
+				rate += max(0, 1.05*pr-padFrom)
+			}
 		}
 		for !next.After(now) {
 			e.OnPacketSent(seq, size, next)
@@ -376,4 +390,25 @@ func TestEstimatorIgnoresReceiverStall(t *testing.T) {
 	if b, a := run(0, time.Second); a >= b {
 		t.Errorf("a queue growing for a second left the estimate at %d (was %d)", a, b)
 	}
+}
+
+// Media lighter than its layers' nominal rates (as a browser's often is):
+// probes pad from the rate actually sent, and are judged by what they sent,
+// so the estimate climbs to the top layer within seconds once the link
+// allows it.
+func TestEstimatorProbesWithLightMedia(t *testing.T) {
+	s := simulateMedia(t, 300*time.Millisecond, 0.85, []phase{
+		{until: 10 * time.Second, capacity: 360_000},
+		{until: 25 * time.Second, capacity: 20_000_000},
+	})
+	up, ok := firstAt(s, 10*time.Second, func(x sample) bool { return x.rate == testLayers[2] })
+	if !ok || up > 5*time.Second {
+		for _, x := range s {
+			if x.at >= 9*time.Second && x.at < 20*time.Second {
+				t.Logf("%v est %d rate %.0f %s", x.at, x.estimate, x.rate, x.dbg)
+			}
+		}
+		t.Fatalf("top layer %v after the link opened (found %v), want within 5 s", up, ok)
+	}
+	t.Logf("top layer %v after the link opened", up)
 }

@@ -270,7 +270,15 @@ func (p *Participant) probe(now time.Time, subs []*subscription, demands []bwe.D
 	extra := 0
 	p.bw.with(func(e *bwe.Estimator) {
 		if e.CanProbe(next, now) {
-			extra = e.StartProbe(next, now) - used
+			// pad from what actually goes out (layers' measured rates are
+			// the publisher's, and media often runs below them), a little
+			// over, so that the probe's packets reach its rate
+			from := used
+			if sent := e.SentRate(now); sent > 0 {
+				from = sent
+			}
+			rate := e.StartProbe(next, now)
+			extra = rate + rate/20 - from
 		}
 	})
 	if extra > 0 {
