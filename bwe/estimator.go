@@ -89,6 +89,11 @@ const (
 	// maxProbeBackoff bounds the wait between failed probes: probing does not
 	// move layers, and a short wait finds returning capacity quickly.
 	maxProbeBackoff = 2 * time.Second
+	// probeAfterCollapse: no probe this soon after the estimate fell by more
+	// than a third at once (the link collapsed): the bottleneck has just
+	// drained, and the switch to a lower layer (a keyframe) is under way
+	// through it
+	probeAfterCollapse = 2 * time.Second
 	// sentWindow is the span SentRate averages over.
 	sentWindow = 500 * time.Millisecond
 	// probeShortfall: a probe whose packets went out below this share of its
@@ -164,6 +169,7 @@ type Estimator struct {
 	receiveRate     float64
 	lastUpdate      time.Time
 	lastDecrease    time.Time
+	lastCollapse    time.Time // last decrease by more than a third
 	lastFeedback    time.Time
 	state           State
 
@@ -254,6 +260,9 @@ func (e *Estimator) CanProbe(rate int, now time.Time) bool {
 	if e.probeRate > 0 || e.state == StateDecrease || float64(rate) <= e.estimate ||
 		e.queueDelay >= underuseDelay {
 		return false // a queue still draining would fail the probe
+	}
+	if !e.lastCollapse.IsZero() && now.Sub(e.lastCollapse) < probeAfterCollapse {
+		return false
 	}
 	return !now.Before(e.nextProbe) || float64(rate) < 0.8*e.lastFailed
 }
@@ -593,6 +602,12 @@ func (e *Estimator) update(now time.Time) {
 				e.episodeStart, e.episodeLoss, e.episodeEstimate = now, e.reportLoss, e.estimate
 			}
 		}
+		before := e.estimate
+		defer func() {
+			if e.estimate < before*2/3 {
+				e.lastCollapse = now
+			}
+		}()
 		if e.receiveRate > 0 {
 			e.estimate = min(e.estimate, e.receiveRate*factor)
 			// the path was full at this rate: no creeping above it until

@@ -22,6 +22,9 @@ type bandwidth struct {
 	// prober pads for the running probe (set by the control loop): the
 	// feedback that ends a probe early stops its padding at once
 	prober *DownTrack
+	// dropped, if set, is called (without the lock) when feedback lowered
+	// the estimate: the allocation runs at once, not at the next tick
+	dropped func()
 }
 
 func newBandwidth() *bandwidth { return &bandwidth{} }
@@ -43,14 +46,20 @@ func (b *bandwidth) sent(seq uint16, size int, at time.Time) {
 func (b *bandwidth) feedback(fb *rtcp.TransportLayerCC, at time.Time) {
 	b.mu.Lock()
 	e := b.estimator()
+	before := e.Estimate()
 	e.OnFeedback(fb, at)
+	lowered := e.Estimate() < before
 	var stop *DownTrack
 	if b.prober != nil && e.ProbeRate(at) == 0 {
 		stop, b.prober = b.prober, nil
 	}
+	dropped := b.dropped
 	b.mu.Unlock()
 	if stop != nil {
 		stop.Probe(0, 0) // does not block
+	}
+	if lowered && dropped != nil {
+		dropped()
 	}
 }
 

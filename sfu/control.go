@@ -56,12 +56,18 @@ func (p *Participant) SetTrackSettings(trackID string, s TrackSettings) error {
 	p.decide(time.Now(), sub)
 	if raised {
 		// the allocator prices the new wish against the estimate at once
-		select {
-		case p.allocKick <- struct{}{}:
-		default:
-		}
+		p.kickAllocation()
 	}
 	return nil
+}
+
+// kickAllocation makes the control loop allocate now rather than at its
+// next tick (a wish rose, or the estimate fell). It does not block.
+func (p *Participant) kickAllocation() {
+	select {
+	case p.allocKick <- struct{}{}:
+	default:
+	}
 }
 
 // limitLocked is the highest layer the subscriber accepts: its maximum

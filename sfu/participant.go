@@ -87,6 +87,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		layerKick: make(chan struct{}, 1),
 		allocKick: make(chan struct{}, 1),
 	}
+	p.bw.dropped = p.kickAllocation
 	return p
 }
 
