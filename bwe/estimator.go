@@ -244,8 +244,11 @@ func (e *Estimator) HasFeedback() bool { return !e.lastFeedback.IsZero() }
 func (e *Estimator) CheckFeedback(now time.Time) {
 	// only when packets went out since the last feedback: a sender with
 	// nothing to send (every track paused) gets no feedback either
+	// on a lossy path feedback is lost too: a second's gap is a run of
+	// lost reports, not a path gone (wait longer the more is lost)
+	timeout := time.Duration(float64(feedbackTimeout) / (1 - min(e.loss, 0.8)))
 	if e.lastFeedback.IsZero() || !e.lastSent.After(e.lastFeedback) ||
-		now.Sub(e.lastFeedback) < feedbackTimeout || now.Sub(e.lastTimeout) < feedbackTimeout {
+		now.Sub(e.lastFeedback) < timeout || now.Sub(e.lastTimeout) < timeout {
 		return
 	}
 	e.lastTimeout = now

@@ -22,6 +22,17 @@ type RetransmitBudget struct {
 const (
 	retransmitShare = 0.25
 	retransmitFloor = 64_000
+	// bucketDepth: how many seconds of the rate may be spent at once
+	bucketDepth = 0.2
+	// inherentShare: on a path whose loss is inherent, retransmissions may
+	// use this many times the loss rate more (a first resend and the
+	// copies that make it arrive in time, see rtxCopies)
+	inherentShare = 3
+	// maxRetransmitShare caps the share: above 1, retransmissions on a
+	// lossy path may exceed the estimate, which on such a path is often
+	// only what the media needed (app-limited), not the capacity; the
+	// estimator still sees a queue and backs off if there is one
+	maxRetransmitShare = 2
 	// retransmitFallback: the budget of a connection without an estimate
 	retransmitFallback = 1_000_000
 )
@@ -34,7 +45,7 @@ const (
 func (b *RetransmitBudget) SetEstimate(estimate int, inherentLoss float64) {
 	rate := float64(retransmitFallback)
 	if estimate > 0 {
-		share := min(1, retransmitShare+max(0, inherentLoss))
+		share := min(maxRetransmitShare, retransmitShare+inherentShare*max(0, inherentLoss))
 		rate = max(retransmitFloor, share*float64(estimate))
 	}
 	b.mu.Lock()
@@ -69,21 +80,21 @@ func (b *RetransmitBudget) Take(size int, now time.Time, kind ResendKind) bool {
 		return true
 	}
 	if b.last.IsZero() {
-		b.tokens = b.rate / 10 // start full
+		b.tokens = b.rate * bucketDepth // start full
 	} else {
 		b.tokens += b.rate * now.Sub(b.last).Seconds()
 	}
 	b.last = now
 	// up to 100 ms of the rate at once, but always room for two full
 	// packets: a low rate must slow retransmissions, not forbid them
-	b.tokens = min(b.tokens, max(b.rate/10, 2*maxPacketSize*8))
+	b.tokens = min(b.tokens, max(b.rate*bucketDepth, 2*maxPacketSize*8))
 	bits := float64(size * 8)
 	floor := 0.0
 	switch kind {
 	case RepeatResend:
-		floor = b.rate / 20 // half of the 100 ms bucket
+		floor = b.rate * bucketDepth / 2 // half of the bucket
 	case CopyResend:
-		floor = b.rate * 0.075 // three quarters
+		floor = b.rate * bucketDepth * 3 / 4 // three quarters
 	}
 	if b.tokens-bits < floor {
 		return false
