@@ -78,7 +78,7 @@ func TestRetransmitBudgetKinds(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	count := func(kind ResendKind) int {
 		var b RetransmitBudget
-		b.SetEstimate(1_000_000, 0) // 250 kbit/s: a 25 kbit bucket
+		b.SetEstimate(1_000_000, 0) // 250 kbit/s: a 50 kbit bucket (200 ms)
 		n := 0
 		for b.Take(100, t0, kind) { // 800 bits each, no time passing
 			n++
@@ -86,8 +86,8 @@ func TestRetransmitBudgetKinds(t *testing.T) {
 		return n
 	}
 	first, repeat, cp := count(FirstResend), count(RepeatResend), count(CopyResend)
-	if first != 31 || repeat != 15 || cp != 7 {
-		t.Fatalf("packets of 800 bits from a full 25 kbit bucket: first %d, repeat %d, copy %d; want 31, 15, 7", first, repeat, cp)
+	if first != 62 || repeat != 31 || cp != 15 {
+		t.Fatalf("packets of 800 bits from a full 50 kbit bucket: first %d, repeat %d, copy %d; want 62, 31, 15", first, repeat, cp)
 	}
 	var b RetransmitBudget
 	b.SetEstimate(1_000_000, 0)
@@ -99,5 +99,21 @@ func TestRetransmitBudgetKinds(t *testing.T) {
 	// refills with time
 	if !b.Take(100, t0.Add(50*time.Millisecond), CopyResend) {
 		t.Fatal("no copy after 50 ms of refill")
+	}
+}
+
+// On a path whose loss is inherent the budget grows with the loss, beyond
+// the estimate if need be (the estimate of an app-limited sender is not
+// the capacity); without inherent loss it is a quarter of the estimate.
+func TestRetransmitBudgetInherentLoss(t *testing.T) {
+	for _, c := range []struct {
+		loss float64
+		want float64
+	}{{0, 250_000}, {0.1, 550_000}, {0.4, 1_450_000}, {0.8, 2_000_000}} {
+		var b RetransmitBudget
+		b.SetEstimate(1_000_000, c.loss)
+		if b.rate != c.want {
+			t.Errorf("inherent loss %v: %v bit/s, want %v", c.loss, b.rate, c.want)
+		}
 	}
 }
