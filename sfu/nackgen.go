@@ -30,6 +30,15 @@ const (
 	audioNackInterval = nackTick
 	audioNackMaxAge   = 400 * time.Millisecond
 	audioNackMaxTries = 20
+
+	// Audio comes at a steady pace (a packet per 20 ms frame), so a lost
+	// packet is overdue before any later one arrives to reveal the gap: on
+	// a very lossy path that later packet may come 100 ms or more later.
+	// An audio packet audioOverdue past its due time is asked for at
+	// once. (A packet that was never sent, in a pause, is asked for in
+	// vain: the publisher ignores it.)
+	audioFrame   = 20 * time.Millisecond
+	audioOverdue = 10 * time.Millisecond
 )
 
 type nackEntry struct {
@@ -49,6 +58,10 @@ type nackTracker struct {
 	started bool
 	highest uint16
 	ring    [nackWindow]nackEntry
+	// audio: when the highest packet arrived, and how many packets after it
+	// are taken as overdue so far
+	highestAt time.Time
+	overdue   int
 }
 
 // received records packet seq (new, late or repaired) arriving at now.
@@ -56,7 +69,7 @@ func (n *nackTracker) received(seq uint16, now time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.started {
-		n.started, n.highest = true, seq
+		n.started, n.highest, n.highestAt = true, seq, now
 		return
 	}
 	if !seqNewer(seq, n.highest) {
@@ -69,11 +82,30 @@ func (n *nackTracker) received(seq uint16, now time.Time) {
 		n.ring = [nackWindow]nackEntry{} // a restart: forget the old gaps
 	} else {
 		for s := n.highest + 1; s != seq; s++ {
-			n.ring[s%nackWindow] = nackEntry{seq: s, valid: true, first: now}
+			if e := &n.ring[s%nackWindow]; !e.valid || e.seq != s { // not already asked for as overdue
+				*e = nackEntry{seq: s, valid: true, first: now}
+			}
 		}
 	}
 	n.ring[seq%nackWindow].valid = false
-	n.highest = seq
+	n.highest, n.highestAt, n.overdue = seq, now, 0
+}
+
+// markOverdue takes the audio packets after the highest that should have
+// arrived by now as missing; n.mu is held.
+func (n *nackTracker) markOverdue(now time.Time) {
+	if !n.started || n.highestAt.IsZero() {
+		return
+	}
+	late := now.Sub(n.highestAt) - audioOverdue
+	if late <= 0 || late > audioNackMaxAge {
+		return
+	}
+	k := min(int(late/audioFrame), int(audioNackMaxAge/audioFrame))
+	for ; n.overdue < k; n.overdue++ {
+		s := n.highest + uint16(n.overdue) + 1
+		n.ring[s%nackWindow] = nackEntry{seq: s, valid: true, first: n.highestAt.Add(time.Duration(n.overdue+1) * audioFrame)}
+	}
 }
 
 // due appends to out the missing packets to request now and returns it.
@@ -87,13 +119,15 @@ func (n *nackTracker) due(now time.Time, out []uint16) []uint16 {
 	}
 	if n.audio {
 		interval, maxAge, maxTries = audioNackInterval, audioNackMaxAge, audioNackMaxTries
+		n.markOverdue(now)
 	}
 	for i := range n.ring {
 		e := &n.ring[i]
 		if !e.valid {
 			continue
 		}
-		if now.Sub(e.first) > maxAge || e.tries >= maxTries || n.highest-e.seq >= nackWindow {
+		// (overdue audio packets are after the highest: not old)
+		if d := n.highest - e.seq; now.Sub(e.first) > maxAge || e.tries >= maxTries || (d >= nackWindow && d < 1<<15) {
 			e.valid = false // too late, or hopeless
 			continue
 		}

@@ -112,3 +112,36 @@ func TestNACKTrackerFollowsRTT(t *testing.T) {
 		}
 	}
 }
+
+// Audio packets that are overdue are asked for before a later packet shows
+// the gap; when the later packet comes, they are not asked for afresh.
+func TestNACKTrackerAudioOverdue(t *testing.T) {
+	n := nackTracker{audio: true}
+	t0 := time.Unix(100, 0)
+	n.received(100, t0)
+	if got := n.due(t0.Add(25*time.Millisecond), nil); len(got) != 0 {
+		t.Fatalf("asked for %v before anything was overdue", got)
+	}
+	if got := n.due(t0.Add(31*time.Millisecond), nil); !slices.Equal(got, []uint16{101}) {
+		t.Fatalf("31 ms after packet 100: asked for %v, want 101", got)
+	}
+	if got := n.due(t0.Add(71*time.Millisecond), nil); !slices.Equal(got, []uint16{101, 102, 103}) {
+		t.Fatalf("71 ms after packet 100: asked for %v, want 101-103", got)
+	}
+	n.received(104, t0.Add(80*time.Millisecond)) // 101-103 really were lost
+	if got := n.due(t0.Add(85*time.Millisecond), nil); len(got) != 0 {
+		t.Fatalf("asked for %v again 14 ms after the last request", got)
+	}
+	n.received(102, t0.Add(90*time.Millisecond)) // repaired
+	if got := n.due(t0.Add(95*time.Millisecond), nil); !slices.Equal(got, []uint16{101, 103}) {
+		t.Fatalf("asked for %v, want 101 and 103", got)
+	}
+	// a pause longer than the playout window asks for nothing more
+	var m nackTracker
+	m.audio = true
+	m.received(7, t0)
+	m.due(t0.Add(audioNackMaxAge+50*time.Millisecond), nil)
+	if m.overdue != 0 {
+		t.Fatalf("%d packets taken as overdue after a long pause", m.overdue)
+	}
+}
