@@ -27,9 +27,10 @@ const (
 	// Audio packets are small and matter sooner: asked for every tick
 	// (duplicate answers cost little), for as long as a receiver's audio
 	// playout can still use them.
-	audioNackInterval = nackTick
+	audioNackTick     = 10 * time.Millisecond
+	audioNackInterval = audioNackTick
 	audioNackMaxAge   = 400 * time.Millisecond
-	audioNackMaxTries = 20
+	audioNackMaxTries = 40
 
 	// Audio comes at a steady pace (a packet per 20 ms frame), so a lost
 	// packet is overdue before any later one arrives to reveal the gap: on

@@ -227,7 +227,11 @@ func (t *UpTrack) ReadLoop(src RTPSource) {
 // nackLoop sends the due NACKs until the track ends.
 func (t *UpTrack) nackLoop() {
 	defer t.nackWG.Done()
-	tick := time.NewTicker(nackTick)
+	every := nackTick
+	if t.nacks.audio {
+		every = audioNackTick
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var seqs []uint16
 	for {
