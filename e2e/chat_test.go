@@ -79,24 +79,7 @@ func TestBrowserData(t *testing.T) {
 	b := newBrowser(t, w)
 	j := joinPair(t, b, s, "data")
 	a, bt := j.a, j.b
-	waitJS := func(tb *tab, what, expr string) {
-		t.Helper()
-		deadline := time.Now().Add(uiDeadline)
-		for {
-			ok, err := evaluate[bool](tb, expr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				state, _ := evaluate[string](tb, `JSON.stringify(window.chorus.data)`)
-				t.Fatalf("%s: %s; data state %s", tb.name, what, state)
-			}
-			time.Sleep(pollInterval)
-		}
-	}
+	waitJS := func(tb *tab, what, expr string) { tb.waitJS(what, expr, `JSON.stringify(window.chorus.data)`) }
 	waitJS(a, "data channels open", `window.chorus.data.open`)
 	waitJS(bt, "data channels open", `window.chorus.data.open`)
 	bID, err := evaluate[string](bt, `window.chorus.participantId`)
@@ -137,22 +120,7 @@ func TestBrowserChatReconnect(t *testing.T) {
 		tb.exec(`document.getElementById('chat-form').requestSubmit()`)
 	}
 	waitJS := func(tb *tab, what, expr string) {
-		t.Helper()
-		deadline := time.Now().Add(uiDeadline)
-		for {
-			ok, err := evaluate[bool](tb, expr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				state, _ := evaluate[string](tb, `JSON.stringify({state: window.chorus.state, chat: window.chorus.chat})`)
-				t.Fatalf("%s: %s; %s", tb.name, what, state)
-			}
-			time.Sleep(pollInterval)
-		}
+		tb.waitJS(what, expr, `JSON.stringify({state: window.chorus.state, chat: window.chorus.chat})`)
 	}
 	texts := `window.chorus.chat.messages.map((m) => m.text).join('|')`
 	say(bt, "one")
@@ -173,5 +141,26 @@ func TestBrowserChatReconnect(t *testing.T) {
 	}
 	if pulls != "[2]" {
 		t.Fatalf("pulls started after %s, want one pull after seq 2", pulls)
+	}
+}
+
+// waitJS polls until the JavaScript expression expr is true, failing after
+// uiDeadline with what and the value of the expression show.
+func (tb *tab) waitJS(what, expr, show string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(uiDeadline)
+	for {
+		ok, err := evaluate[bool](tb, expr)
+		if err != nil {
+			tb.t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			state, _ := evaluate[string](tb, show)
+			tb.t.Fatalf("%s: %s; %s", tb.name, what, state)
+		}
+		time.Sleep(pollInterval)
 	}
 }
