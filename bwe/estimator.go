@@ -606,11 +606,6 @@ func (e *Estimator) update(now time.Time) {
 			}
 		}
 		before := e.estimate
-		defer func() {
-			if e.estimate < before*2/3 {
-				e.lastCollapse = now
-			}
-		}()
 		if e.receiveRate > 0 {
 			e.estimate = min(e.estimate, e.receiveRate*factor)
 			// the path was full at this rate: no creeping above it until
@@ -619,6 +614,9 @@ func (e *Estimator) update(now time.Time) {
 			e.ceilingUntil = now.Add(ceilingHold)
 		} else {
 			e.estimate *= factor
+		}
+		if e.estimate < before*2/3 {
+			e.lastCollapse = now
 		}
 	case e.queueDelay > overuseDelay:
 		e.state = StateHold

@@ -344,6 +344,21 @@ func TestEstimatorFeedbackTimeout(t *testing.T) {
 	if got := e.Estimate(); got != before/8 || !e.HasFeedback() {
 		t.Fatalf("after 3 s without feedback: %d (was %d), has feedback %v", got, before, e.HasFeedback())
 	}
+	// on a path losing 40 % (of the reports too) a second's gap is a run of
+	// lost reports: the timeout stretches to 1 s / 0.6
+	lossy := NewEstimator(Config{Initial: 2_000_000})
+	lossy.OnPacketSent(1, 1000, t0)
+	lossy.OnPacketSent(2, 1000, t0.Add(time.Millisecond))
+	lossy.OnFeedback(feedback(1, []time.Time{time.Unix(0, 1e6), time.Unix(0, 2e6)}, time.Unix(0, 0)), t0.Add(10*time.Millisecond))
+	lossy.loss = 0.4
+	lossy.OnPacketSent(3, 1000, t0.Add(20*time.Millisecond))
+	was := lossy.Estimate()
+	if lossy.CheckFeedback(t0.Add(1500 * time.Millisecond)); lossy.Estimate() != was {
+		t.Fatal("a 1.5 s gap on a 40 % lossy path halved the estimate")
+	}
+	if lossy.CheckFeedback(t0.Add(1700 * time.Millisecond)); lossy.Estimate() != was/2 {
+		t.Fatal("a 1.7 s gap on a 40 % lossy path did not halve the estimate")
+	}
 }
 
 // A receiver whose CPU stalls stamps the packets of the stall late, all at
@@ -411,4 +426,34 @@ func TestEstimatorProbesWithLightMedia(t *testing.T) {
 		t.Fatalf("top layer %v after the link opened (found %v), want within 5 s", up, ok)
 	}
 	t.Logf("top layer %v after the link opened", up)
+}
+
+// When the link collapses (the estimate falls by more than a third), no
+// probe starts for probeAfterCollapse: the bottleneck has just drained and
+// carries the lower layer's keyframe. A decrease that is not a collapse
+// does not hold probes back.
+func TestEstimatorNoProbeAfterCollapse(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, c := range []struct {
+		name          string
+		from, receive float64
+		wantCollapse  bool
+	}{{"collapse", 2_000_000, 300_000, true}, {"mild", 1_000_000, 900_000, false}} {
+		e := NewEstimator(Config{Initial: int(c.from)})
+		e.receiveRate = c.receive
+		e.queueDelay, e.prevDelay = 2*overuseDelay, overuseDelay
+		e.overuseSince, e.overuseReports = t0.Add(-time.Second), 5
+		e.update(t0)
+		if e.state != StateDecrease || (e.lastCollapse == t0) != c.wantCollapse {
+			t.Fatalf("%s: state %v, estimate %d, collapse recorded %v", c.name, e.state, e.Estimate(), e.lastCollapse == t0)
+		}
+		// the queue has drained, the decrease is over
+		e.queueDelay, e.state = 0, StateHold
+		rate := e.Estimate() * 2
+		early := e.CanProbe(rate, t0.Add(probeAfterCollapse/2))
+		late := e.CanProbe(rate, t0.Add(probeAfterCollapse+time.Millisecond))
+		if early == c.wantCollapse || !late {
+			t.Fatalf("%s: may probe %v after %v, %v after %v", c.name, early, probeAfterCollapse/2, late, probeAfterCollapse)
+		}
+	}
 }
