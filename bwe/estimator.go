@@ -53,8 +53,11 @@ const (
 	overuseTime = 100 * time.Millisecond
 	// underuseDelay: queuing delay below this allows increasing.
 	underuseDelay = 15 * time.Millisecond
-	// baseWindow is how long the minimum one-way delay is remembered.
-	baseWindow = 10 * time.Second
+	// baseWindow is how long the minimum one-way delay is remembered;
+	// collapseBaseWindow instead for baseWindow after a collapse (by then
+	// the queue that caused it has drained)
+	baseWindow         = 10 * time.Second
+	collapseBaseWindow = 2 * time.Second
 	// decreaseGap: decreases closer than this are merged (one reaction per
 	// congestion episode, not one per feedback packet).
 	decreaseGap = 300 * time.Millisecond
@@ -502,13 +505,19 @@ func (e *Estimator) OnFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 }
 
 // pushDelay keeps a monotonic deque of one-way delays whose front is the
-// minimum over baseWindow.
+// minimum over baseWindow. For a while after a collapse the window is
+// shorter: a slower link takes longer to serialize each packet, and the
+// fast link's minimum would read that as a queue for baseWindow.
 func (e *Estimator) pushDelay(s delaySample) {
 	for len(e.mins) > 0 && e.mins[len(e.mins)-1].owd >= s.owd {
 		e.mins = e.mins[:len(e.mins)-1]
 	}
 	e.mins = append(e.mins, s)
-	for len(e.mins) > 1 && s.at.Sub(e.mins[0].at) > baseWindow {
+	window := baseWindow
+	if !e.lastCollapse.IsZero() && s.at.Sub(e.lastCollapse) < baseWindow {
+		window = collapseBaseWindow
+	}
+	for len(e.mins) > 1 && s.at.Sub(e.mins[0].at) > window {
 		e.mins = e.mins[1:]
 	}
 }

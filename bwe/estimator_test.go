@@ -457,3 +457,22 @@ func TestEstimatorNoProbeAfterCollapse(t *testing.T) {
 		}
 	}
 }
+
+// After a link falls to 300 kbit/s the estimator goes on probing within
+// seconds: the delay baseline of the fast period (shorter serialization)
+// must not read as a standing queue that holds it for baseWindow.
+func TestEstimatorProbesAgainAfterCollapse(t *testing.T) {
+	s := simulate(t, []phase{
+		{until: 10 * time.Second, capacity: 2_000_000},
+		{until: 20 * time.Second, capacity: 300_000},
+	})
+	again, ok := firstAt(s, 10*time.Second+probeAfterCollapse, func(x sample) bool {
+		var probe int
+		_, err := fmt.Sscanf(x.dbg, "probe %d", &probe)
+		return err == nil && probe > 0
+	})
+	if !ok || again > 3*time.Second {
+		t.Fatalf("first probe %v after the collapse's quiet time (found %v), want within 3 s", again, ok)
+	}
+	t.Logf("probing again %v after the collapse's quiet time", again)
+}
