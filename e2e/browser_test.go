@@ -581,8 +581,10 @@ func TestStaticFiles(t *testing.T) {
 	if m := regexp.MustCompile(`(?i)(src|href)="(https?:)?//`).FindString(html); m != "" {
 		t.Errorf("index.html loads an external resource (%s); the client must work offline", m)
 	}
-	if _, ct := get("app.js"); !strings.Contains(ct, "javascript") {
-		t.Errorf("GET /app.js: Content-Type %q", ct)
+	for _, js := range []string{"app.js", "state.js", "tiles.js", "publish.js", "session.js", "chat.js", "data.js", "recording.js"} {
+		if _, ct := get(js); !strings.Contains(ct, "javascript") {
+			t.Errorf("GET /%s: Content-Type %q", js, ct)
+		}
 	}
 	if _, ct := get("style.css"); !strings.HasPrefix(ct, "text/css") {
 		t.Errorf("GET /style.css: Content-Type %q", ct)
