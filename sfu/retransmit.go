@@ -136,7 +136,7 @@ func (d *DownTrack) resend(out uint16, buf []byte, at time.Time, kind ResendKind
 // with good odds.
 const (
 	rtxResidual   = 0.02 // loss of all copies rtxCopies aims below
-	maxRTXCopies  = 4
+	maxRTXCopies  = 6
 	rtxCopyGap    = 10 * time.Millisecond
 	maxRTXRepeats = 256 // pending copies per down track
 )

@@ -29,7 +29,7 @@ func TestRTXCopies(t *testing.T) {
 	for _, c := range []struct {
 		loss float64
 		want int
-	}{{0, 1}, {0.01, 1}, {0.06, 2}, {0.2, 3}, {0.3, 4}, {0.4, 4}, {0.8, maxRTXCopies}, {math.NaN(), 1}} {
+	}{{0, 1}, {0.01, 1}, {0.06, 2}, {0.2, 3}, {0.3, 4}, {0.4, 5}, {0.6, 6}, {0.8, maxRTXCopies}, {math.NaN(), 1}} {
 		if got := rtxCopies(c.loss); got != c.want {
 			t.Errorf("loss %v: %d copies, want %d", c.loss, got, c.want)
 		}
