@@ -3,6 +3,8 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,9 +103,7 @@ func (r *dataRouter) add(p *dataPeer) {
 	defer r.mu.Unlock()
 	next := map[string]*dataPeer{}
 	if cur := r.peers.Load(); cur != nil {
-		for k, v := range *cur {
-			next[k] = v
-		}
+		maps.Copy(next, *cur)
 	}
 	next[p.id] = p
 	r.peers.Store(&next)
@@ -168,7 +168,7 @@ func (r *dataRouter) forward(from *dataPeer, reliable bool, msg []byte, now time
 			missing++
 			continue
 		}
-		if duplicate(up.To[:i], id) {
+		if slices.Contains(up.To[:i], id) {
 			continue
 		}
 		p.deliver(out, reliable, now)
@@ -177,15 +177,6 @@ func (r *dataRouter) forward(from *dataPeer, reliable bool, msg []byte, now time
 		return fmt.Errorf("%w: %d of %d recipients", ErrDataUnknownRecipient, missing, len(up.To))
 	}
 	return nil
-}
-
-func duplicate(seen []string, id string) bool {
-	for _, s := range seen {
-		if s == id {
-			return true
-		}
-	}
-	return false
 }
 
 // dataPeer is one participant's end of the room's data routing.
