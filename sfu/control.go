@@ -349,6 +349,10 @@ func (p *Participant) decide(now time.Time, s *subscription) {
 // this long, so that resizing a window does not toggle encoders.
 const layerHoldoff = 3 * time.Second
 
+// aloneGrace: a track nobody receives keeps all its layers this long after
+// it was published.
+const aloneGrace = 10 * time.Second
+
 // savePublisherLayers asks this participant to stop sending simulcast
 // layers above the highest one any subscriber may want, and to resume them
 // as soon as someone wants them. The lowest layer is always sent.
@@ -358,7 +362,15 @@ func (p *Participant) savePublisherLayers(now time.Time) {
 		if n < 2 {
 			continue
 		}
-		top := max(lowestLayer(t), min(t.neededTop(), MaxLayers-1))
+		needed := t.neededTop()
+		top := max(lowestLayer(t), min(needed, MaxLayers-1))
+		if needed < 0 && now.Sub(t.publishedAt) < aloneGrace {
+			// nobody receives a track just published: viewers are likely
+			// on their way, and the publisher's own bandwidth estimate is
+			// still ramping up its layers; no pausing yet
+			t.unneededFrom = time.Time{}
+			continue
+		}
 		switch {
 		case top > t.sentTop: // someone wants more: at once
 			t.unneededFrom = time.Time{}

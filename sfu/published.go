@@ -55,10 +55,11 @@ type PublishedTrack struct {
 	// publisher-side savings, owned by the publisher's control loop
 	sentTop      int       // highest layer the publisher was asked to send
 	unneededFrom time.Time // since when fewer layers would do
+	publishedAt  time.Time
 }
 
 func newPublishedTrack(info TrackInfo, codec webrtc.RTPCodecParameters) *PublishedTrack {
-	return &PublishedTrack{info: info, codec: codec, sentTop: MaxLayers - 1}
+	return &PublishedTrack{info: info, codec: codec, sentTop: MaxLayers - 1, publishedAt: time.Now()}
 }
 
 // neededTop is the highest layer any subscriber may want (its maximum, or
