@@ -98,11 +98,7 @@ export class Chat {
       case 'chatNotify':
         if (msg.chat && msg.chat.epoch && msg.chat.epoch !== this.epoch) {
           // another history (or the first): seq numbers start over
-          if (this.epoch) {
-            const send = this.send;
-            this.clear();
-            this.send = send;
-          }
+          if (this.epoch) this.clear();
           this.epoch = msg.chat.epoch;
         }
         if (msg.chat) {
