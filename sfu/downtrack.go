@@ -113,6 +113,7 @@ type queued struct {
 	p       CachedPacket
 	layer   int8
 	switch_ bool // first packet of a new layer: re-anchor the rewriting
+	skip    bool // p.SeqNum is not media (a publisher's FEC packet): close its gap
 }
 
 // ctrlMsg is a NACK (seqs) or a probe request for the writer.
@@ -411,6 +412,26 @@ func (d *DownTrack) enqueue(layer int, p CachedPacket) {
 	}
 }
 
+// skip tells the writer that the source's sequence number seq of layer
+// is not media (a publisher's FEC packet, consumed by the SFU): it is taken
+// out of the outgoing numbering, so the subscriber sees no gap to NACK. A
+// skip that cannot be queued is lost: the subscriber then sees a gap that
+// is never filled, which costs it a few NACKs.
+func (d *DownTrack) skip(layer int, seq uint16) {
+	if !d.bound.Load() || d.paused.Load() || layer != int(d.current.Load()) {
+		return
+	}
+	d.emu.Lock()
+	defer d.emu.Unlock()
+	if d.waitKey || d.dropping {
+		return
+	}
+	select {
+	case d.queue <- queued{p: CachedPacket{SeqNum: seq}, layer: int8(layer), skip: true}:
+	default:
+	}
+}
+
 // dropVideoLocked drops a video packet and makes the down track wait for
 // the next keyframe, which it asks for.
 func (d *DownTrack) dropVideoLocked(layer int) {
@@ -519,6 +540,12 @@ func (d *DownTrack) writeLoop() {
 
 func (d *DownTrack) forward(q queued, buf []byte) {
 	p := q.p
+	if q.skip {
+		if int(q.layer) == d.layerOf && !d.resync {
+			d.rw.Skip(p.SeqNum)
+		}
+		return
+	}
 	up := d.src.Layer(int(q.layer))
 	if up == nil {
 		d.dropped.Add(1)

@@ -329,14 +329,16 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		return
 	}
 	pc := p.pub
+	red := publisherRED(remote, recv)
+	codec := red.codec
 	pt, existing := p.byRecv[recv]
 	if !existing {
 		info := TrackInfo{
 			ID: newID("TR"), ParticipantID: p.id, Kind: remote.Kind(),
-			MimeType: remote.Codec().MimeType, PublisherTrackID: remote.ID(),
+			MimeType: codec.MimeType, PublisherTrackID: remote.ID(),
 			Source: p.sources[remote.ID()],
 		}
-		pt = newPublishedTrack(info, remote.Codec())
+		pt = newPublishedTrack(info, codec)
 		pt.muted.Store(p.muted[remote.ID()])
 		p.byRecv[recv] = pt
 		p.published[info.ID] = pt
@@ -348,7 +350,8 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		return
 	}
 	up := NewUpTrack(UpTrackOptions{
-		Info: pt.info, Codec: remote.Codec(), KeyframeInterval: p.sfu.cfg.KeyframeInterval, Logger: p.log,
+		Info: pt.info, Codec: codec, KeyframeInterval: p.sfu.cfg.KeyframeInterval, Logger: p.log,
+		REDPayloadType: red.redPT, FECPayloadType: red.fecPT, FECMutable: red.mutable,
 		RequestKeyframe: func(ssrc uint32) error {
 			return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 		},
@@ -388,7 +391,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		p.room.publish(pt)
 	}
 	defer p.wg.Done()
-	up.ReadLoop(remote)
+	up.ReadLoop(red.source)
 	if pt.removeLayer(up) {
 		return
 	}

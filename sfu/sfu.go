@@ -43,6 +43,11 @@ type Config struct {
 	// estimate's say in layer choice (and probing): subscribers then get the
 	// layer they ask for whatever their link.
 	NoBandwidthAllocation bool
+	// NoPublisherFEC keeps video RED and ULPFEC out of publisher answers:
+	// publishers then protect their video by retransmission only. By
+	// default a publisher that offers them (browsers do) may send FEC, which
+	// the SFU decodes (upfec.go).
+	NoPublisherFEC bool
 	// OnRoomCreated, if set, is called when a room is created (with the
 	// room directory locked: it must not block or look rooms up).
 	OnRoomCreated func(*Room)
@@ -210,20 +215,25 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 		rtx(103, 102),
 		v(104, MimeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
 		rtx(105, 104),
-		// video FEC toward subscribers: ULPFEC inside RED
+		// video FEC, from publishers and toward subscribers: ULPFEC inside
+		// RED, and retransmissions of RED-wrapped packets
 		{PayloadType: 116, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeVideoRED, ClockRate: 90000}},
 		{PayloadType: 117, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeULPFEC, ClockRate: 90000}},
+		rtx(118, 116),
 	}
 }
 
-// publisherCodecs keeps video RED and ULPFEC out of publisher answers (the
-// SFU forwards each publisher's media codec and builds FEC per subscriber)
-// and puts audio RED first (a publisher that offers it protects its uplink).
+// publisherCodecs accepts video RED and ULPFEC from publishers unless
+// NoPublisherFEC (the SFU decodes the FEC and forwards plain media, building
+// FEC per subscriber) and puts audio RED first (a publisher that offers it
+// protects its uplink).
 func (s *SFU) publisherCodecs(pc *webrtc.PeerConnection) {
 	var video []webrtc.RTPCodecParameters
 	for _, c := range s.codecs {
 		m := strings.ToLower(c.MimeType)
-		if strings.HasPrefix(m, "video/") && m != strings.ToLower(MimeVideoRED) && m != strings.ToLower(MimeULPFEC) {
+		fecCodec := m == strings.ToLower(MimeVideoRED) || m == strings.ToLower(MimeULPFEC) ||
+			(m == strings.ToLower(webrtc.MimeTypeRTX) && c.SDPFmtpLine == "apt=116")
+		if strings.HasPrefix(m, "video/") && (!fecCodec || !s.cfg.NoPublisherFEC) {
 			video = append(video, c)
 		}
 	}

@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"errors"
-	"github.com/pion/rtcp"
 	"io"
 	"log/slog"
 	"strings"
@@ -11,8 +10,10 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/chorus-sfu/chorus/fec"
 	"github.com/chorus-sfu/chorus/simulcast"
 )
 
@@ -39,6 +40,9 @@ type UpTrackStats struct {
 	// resends old packets to probe its uplink), or too old to be stored
 	// without overwriting newer ones; neither is forwarded
 	Duplicates uint64
+	// FECPackets: the publisher's ULPFEC packets received; FECRecovered:
+	// media packets rebuilt from them
+	FECPackets, FECRecovered uint64
 }
 
 // UpTrack is one incoming stream from a publisher. A single reader goroutine
@@ -77,6 +81,9 @@ type UpTrack struct {
 	done  chan struct{}
 
 	packets, bytes, plis, malformed, nacksSent, duplicates atomic.Uint64
+	fecPackets, fecRecovered                               atomic.Uint64
+
+	fec *upFEC // publisher FEC (RED and ULPFEC negotiated); nil: none
 
 	// reader state, owned by the reader goroutine
 	havePrev bool
@@ -101,8 +108,14 @@ type UpTrackOptions struct {
 	SendNACK NACKSender
 	// RTT, if set, gives the round trip to the publisher (0: unknown), which
 	// times the NACKs' retries.
-	RTT    func() time.Duration
-	Logger *slog.Logger
+	RTT func() time.Duration
+	// REDPayloadType and FECPayloadType, both non-zero for a video stream,
+	// are the publisher's video RED and ULPFEC payload types: its media may
+	// come wrapped in RED and be protected by ULPFEC (upfec.go), whose
+	// computation left the FECMutable header extensions out.
+	REDPayloadType, FECPayloadType uint8
+	FECMutable                     []fec.MutableExtension
+	Logger                         *slog.Logger
 }
 
 // NewUpTrack creates an up track; call ReadLoop to start forwarding.
@@ -141,6 +154,9 @@ func NewUpTrack(o UpTrackOptions) *UpTrack {
 		t.sendNACK = nil // the publisher would not answer
 	}
 	t.nacks.audio = !isVideo
+	if isVideo && o.REDPayloadType != 0 && o.FECPayloadType != 0 {
+		t.fec = newUpFEC(o.REDPayloadType, o.FECPayloadType, o.FECMutable)
+	}
 	return t
 }
 
@@ -195,7 +211,7 @@ func (t *UpTrack) Stats() UpTrackStats {
 	return UpTrackStats{
 		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
 		KeyframeRequests: t.plis.Load(), Malformed: t.malformed.Load(), NACKsSent: t.nacksSent.Load(),
-		Duplicates: t.duplicates.Load(),
+		Duplicates: t.duplicates.Load(), FECPackets: t.fecPackets.Load(), FECRecovered: t.fecRecovered.Load(),
 	}
 }
 
@@ -268,6 +284,15 @@ func (t *UpTrack) stop() {
 
 // handlePacket stores one packet and fans it out. Called only by the reader.
 func (t *UpTrack) handlePacket(b []byte) {
+	if t.fec != nil {
+		t.handleRED(b)
+		return
+	}
+	t.handleMedia(b)
+}
+
+// handleMedia stores one media packet and fans it out.
+func (t *UpTrack) handleMedia(b []byte) {
 	r, err := parseRTP(b)
 	if err != nil {
 		t.malformed.Add(1)

@@ -62,18 +62,40 @@ func (r *Rewriter) SwitchSource(seq uint16, ts uint32, tsGap uint32) {
 // timestamp; the source's following packets continue after it, and NACKs
 // for the inserted number are not mapped.
 func (r *Rewriter) Insert() (uint16, uint32) {
-	if r.lastSeq != r.firstSeq-1 { // close the current segment if not empty
-		if r.nseg == len(r.segs) {
-			copy(r.segs[:], r.segs[1:])
-			r.nseg--
-		}
-		r.segs[r.nseg] = segment{first: r.firstSeq, last: r.lastSeq, offset: r.seqOffset}
-		r.nseg++
-	}
+	r.closeSegment()
 	r.lastSeq++
 	r.seqOffset++
 	r.firstSeq = r.lastSeq + 1
 	return r.lastSeq, r.lastTS
+}
+
+// Skip takes incoming sequence number seq out of the outgoing numbering
+// (a packet of the source that is not forwarded, such as a publisher's FEC
+// packet): the source's following packets are numbered one lower, so the
+// subscriber sees no gap to NACK. Only the number right after the last one
+// mapped can be skipped; it reports whether seq was.
+func (r *Rewriter) Skip(seq uint16) bool {
+	if !r.started || seq+r.seqOffset != r.lastSeq+1 {
+		return false
+	}
+	r.closeSegment()
+	r.seqOffset--
+	r.firstSeq = r.lastSeq + 1
+	return true
+}
+
+// closeSegment keeps the current segment's mapping, if it has packets,
+// among the earlier ones.
+func (r *Rewriter) closeSegment() {
+	if r.lastSeq == r.firstSeq-1 {
+		return
+	}
+	if r.nseg == len(r.segs) {
+		copy(r.segs[:], r.segs[1:])
+		r.nseg--
+	}
+	r.segs[r.nseg] = segment{first: r.firstSeq, last: r.lastSeq, offset: r.seqOffset}
+	r.nseg++
 }
 
 // Rewrite maps an incoming packet's seq/ts to outgoing values. A packet

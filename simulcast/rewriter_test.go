@@ -126,3 +126,35 @@ func TestRewriterLongSegment(t *testing.T) {
 		}
 	}
 }
+
+func TestRewriterSkipClosesTheGap(t *testing.T) {
+	var r Rewriter
+	r.Start(100, 9000, 500, 1000)
+	mustMap := func(in, want uint16) {
+		t.Helper()
+		out, _, ok := r.Rewrite(in, 9000)
+		if !ok || out != want {
+			t.Fatalf("Rewrite(%d) = %d, %v; want %d", in, out, ok, want)
+		}
+	}
+	mustMap(100, 500)
+	mustMap(101, 501)
+	if !r.Skip(102) { // a FEC packet after the frame
+		t.Fatal("Skip(102) refused")
+	}
+	mustMap(103, 502)
+	if r.Skip(105) { // not right after the last mapped: 104 may still come
+		t.Fatal("Skip(105) accepted across a gap")
+	}
+	mustMap(106, 505)
+	mustMap(104, 503) // late, in the current segment
+	mustMap(101, 501) // late, in the segment before the skip
+	for out, want := range map[uint16]uint16{501: 101, 502: 103, 503: 104, 505: 106} {
+		if in, ok := r.Reverse(out); !ok || in != want {
+			t.Errorf("Reverse(%d) = %d, %v; want %d", out, in, ok, want)
+		}
+	}
+	if r.Skip(200) || r.Skip(106) {
+		t.Error("Skip of a number already mapped or far ahead accepted")
+	}
+}
