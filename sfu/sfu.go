@@ -223,39 +223,6 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 	}
 }
 
-// publisherCodecs accepts video RED and ULPFEC from publishers unless
-// NoPublisherFEC (the SFU decodes the FEC and forwards plain media, building
-// FEC per subscriber) and puts audio RED first (a publisher that offers it
-// protects its uplink).
-func (s *SFU) publisherCodecs(pc *webrtc.PeerConnection) {
-	var video []webrtc.RTPCodecParameters
-	for _, c := range s.codecs {
-		m := strings.ToLower(c.MimeType)
-		fecCodec := m == strings.ToLower(MimeVideoRED) || m == strings.ToLower(MimeULPFEC) ||
-			(m == strings.ToLower(webrtc.MimeTypeRTX) && c.SDPFmtpLine == "apt=116")
-		if strings.HasPrefix(m, "video/") && (!fecCodec || !s.cfg.NoPublisherFEC) {
-			video = append(video, c)
-		}
-	}
-	// audio: RED first, so that browsers protect their uplink with it
-	var audio []webrtc.RTPCodecParameters
-	for _, c := range s.codecs {
-		if strings.EqualFold(c.MimeType, MimeRED) {
-			audio = append([]webrtc.RTPCodecParameters{c}, audio...)
-		} else if strings.HasPrefix(strings.ToLower(c.MimeType), "audio/") {
-			audio = append(audio, c)
-		}
-	}
-	for _, tr := range pc.GetTransceivers() {
-		switch tr.Kind() {
-		case webrtc.RTPCodecTypeVideo:
-			_ = tr.SetCodecPreferences(video) // best effort: on failure the publisher's choice stands
-		case webrtc.RTPCodecTypeAudio:
-			_ = tr.SetCodecPreferences(audio)
-		}
-	}
-}
-
 // codecPreferences orders the server's codecs of a track's kind with those
 // that can carry the publisher's codec first. Every codec stays listed: pion
 // only offers, in later renegotiations, codecs that an earlier answer

@@ -55,6 +55,7 @@ type lrRow struct {
 	fecRecovered                        int
 	nacks                               int // sequence numbers the subscriber NACKed (retries included)
 	pubRTX, upLost                      int // uplink rows: publisher retransmissions, video packets lost upstream
+	pubFEC, pubFECRebuilt               int // uplink rows: the publisher's FEC packets the SFU got, and what they rebuilt
 	subDups, subPkts, refDups, refPkts  int // video packets to the subscribers that repeat a sequence number
 	stalls                              int
 	stallTime                           time.Duration
@@ -171,8 +172,12 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	sub := newPeer(b, s, "room", "sub", n.api(b, lrSubIP, lrBrowserSubscriberCodecs(subRTX), first...))
 	ref := newPeer(b, s, "room", "ref", n.api(b, lrRefIP, lrPlainCodecs))
 	pubCodecs := lrPlainCodecs
+	pubFEC := uplink && os.Getenv("CHORUS_LOSS_NO_PUB_FEC") == ""
 	if uplink {
 		pubCodecs = lrREDPublisherCodecs
+		if pubFEC {
+			pubCodecs = lrFECPublisherCodecs
+		}
 	}
 	pub := newPeer(b, s, "room", "pub", n.api(b, lrPubIP, pubCodecs))
 	var audio *mediatest.Source
@@ -184,7 +189,7 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	if err != nil {
 		b.Fatal(err)
 	}
-	video := newLRVideoSource(b, "video-pub", "stream-pub")
+	video := newLRVideoSource(b, "video-pub", "stream-pub", pubFEC)
 	senders, err := pub.c.Publish(ctx, audio.Track, video.Track)
 	if err != nil {
 		b.Fatal(err)
@@ -263,13 +268,27 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 		})
 	}
 
+	upVideo := func() (st sfu.UpTrackStats) {
+		if pp, ok := room.FindParticipant("pub"); ok {
+			for _, t := range pp.Published() {
+				if t.Info().Kind == webrtc.RTPCodecTypeVideo {
+					for _, u := range t.Layers() {
+						st = u.Stats()
+					}
+				}
+			}
+		}
+		return st
+	}
 	lrWait(b, ctx, lrWarmup)
+	up0 := upVideo()
 	w0, a0, v0 := time.Now(), audio.Next(), video.next()
 	audioDT0, videoDT0 := lrDownTrackStats(sp)
 	_, _, rebuilt0 := sv.FECStats()
 	nacks0 := nacker.nacked()
 	lrWait(b, ctx, lrMeasure)
 	w1, a1, v1 := time.Now(), audio.Next(), video.next()
+	up1 := upVideo()
 	audioDT1, videoDT1 := lrDownTrackStats(sp)
 	_, _, rebuilt1 := sv.FECStats()
 	nacks1 := nacker.nacked()
@@ -277,6 +296,7 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	model.step(time.Now())
 
 	r := lrRow{uplink: uplink, loss: lossPct, window: w1.Sub(w0)}
+	r.pubFEC, r.pubFECRebuilt = int(up1.FECPackets-up0.FECPackets), int(up1.FECRecovered-up0.FECRecovered)
 	r.audioConceal, r.audioResidual = audioLoss(ap, sa, a0, a1)
 	r.refAudioConceal, _ = audioLoss(ap, ra, a0, a1)
 	r.video = model.stats(v0, v1)
@@ -431,7 +451,7 @@ func (r lrRow) detail() string {
 		"video %d frames, complete %.1f%% (%d after the playout delay; p95 %v, p99 %v), decoded %.1f%%, %d freezes %.2fs, longest gap %v, residual %.2f%%, overhead %+.0f%%, "+
 		"reference incomplete %.1f%%; keyframes sent %d, PLIs from the subscriber %d; "+
 		"video down track: %d packets, %d FEC, %d retransmissions, NACKs %d over budget %d stale %d missed, %d keyframe asks; "+
-		"FEC-rebuilt packets %d; subscriber NACKed %d; estimate median %d min %d kbit/s; publisher RTX %d for %d video packets lost upstream; "+
+		"FEC-rebuilt packets %d; subscriber NACKed %d; estimate median %d min %d kbit/s; publisher RTX %d for %d video packets lost upstream, publisher FEC %d rebuilt %d; "+
 		"repeated sequence numbers in the video sent to the subscriber %d of %d, to the reference %d of %d; "+
 		"%d process stalls (%v)",
 		r.leg(), r.loss, pct(r.measuredLoss), pct(r.audioLegLoss), pct(r.audioConceal), pct(r.audioResidual), pct(r.refAudioConceal), pct(r.audioOverhead),
@@ -440,7 +460,7 @@ func (r lrRow) detail() string {
 		v.freezeTime.Seconds(), v.longestGap.Round(time.Millisecond), pct(float64(v.packetsLost)/float64(v.packets)), pct(r.videoOverhead),
 		pct(r.refVideoIncomplete), r.keyframes, r.modelPLIs,
 		r.videoDT.Packets, r.videoDT.FECPackets, r.videoDT.Retransmissions, r.videoDT.NACKsOverBudget, r.videoDT.NACKsStale,
-		r.videoDT.NACKsMissed, r.videoDT.KeyframeAsks, r.fecRecovered, r.nacks, r.estMedian/1000, r.estMin/1000, r.pubRTX, r.upLost,
+		r.videoDT.NACKsMissed, r.videoDT.KeyframeAsks, r.fecRecovered, r.nacks, r.estMedian/1000, r.estMin/1000, r.pubRTX, r.upLost, r.pubFEC, r.pubFECRebuilt,
 		r.subDups, r.subPkts, r.refDups, r.refPkts, r.stalls, r.stallTime.Round(time.Millisecond))
 }
 
@@ -457,16 +477,17 @@ func lrTable(rows []lrRow) string {
 			float64(v.freezes)/r.window.Minutes(), v.freezeTime.Seconds(), pct(v.freezeTime.Seconds()/r.window.Seconds()),
 			pct(float64(v.packetsLost)/float64(v.packets)), pct(r.videoOverhead))
 	}
-	sb.WriteString("\n| lossy leg | loss | keyframes sent | PLIs (receiver) | FEC packets | FEC rebuilt | retransmissions | NACKs over budget / stale | estimate median (min) | publisher RTX / video lost upstream | process stalls |\n")
-	sb.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	sb.WriteString("\n| lossy leg | loss | keyframes sent | PLIs (receiver) | FEC packets | FEC rebuilt | retransmissions | NACKs over budget / stale | estimate median (min) | publisher RTX / video lost upstream | publisher FEC / rebuilt | process stalls |\n")
+	sb.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rows {
-		up := "-"
+		up, upFEC := "-", "-"
 		if r.uplink {
 			up = fmt.Sprintf("%d / %d", r.pubRTX, r.upLost)
+			upFEC = fmt.Sprintf("%d / %d", r.pubFEC, r.pubFECRebuilt)
 		}
-		fmt.Fprintf(&sb, "| %s | %d %% | %d | %d | %d | %d | %d | %d / %d | %d (%d) kbit/s | %s | %d (%v) |\n",
+		fmt.Fprintf(&sb, "| %s | %d %% | %d | %d | %d | %d | %d | %d / %d | %d (%d) kbit/s | %s | %s | %d (%v) |\n",
 			r.leg(), r.loss, r.keyframes, r.modelPLIs, r.videoDT.FECPackets, r.fecRecovered, r.videoDT.Retransmissions,
-			r.videoDT.NACKsOverBudget, r.videoDT.NACKsStale, r.estMedian/1000, r.estMin/1000, up, r.stalls,
+			r.videoDT.NACKsOverBudget, r.videoDT.NACKsStale, r.estMedian/1000, r.estMin/1000, up, upFEC, r.stalls,
 			r.stallTime.Round(time.Millisecond))
 	}
 	return sb.String()

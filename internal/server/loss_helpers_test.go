@@ -305,6 +305,7 @@ type lrFrame struct {
 // per packet. Keyframes are sent first and on PLI/FIR.
 type lrVideoSource struct {
 	Track *webrtc.TrackLocalStaticRTP
+	fec   *lrChromeFEC // nil: plain VP8, no FEC
 
 	mu        sync.Mutex
 	seq       uint16
@@ -313,13 +314,21 @@ type lrVideoSource struct {
 	frames    []lrFrame
 }
 
-func newLRVideoSource(tb testing.TB, id, stream string) *lrVideoSource {
+func newLRVideoSource(tb testing.TB, id, stream string, withFEC bool) *lrVideoSource {
 	tb.Helper()
-	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, id, stream)
+	mime := webrtc.MimeTypeVP8
+	if withFEC {
+		mime = "video/red" // every packet goes out in RED
+	}
+	t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}, id, stream)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &lrVideoSource{Track: t, keyNeeded: true, seq: 1000, ts: 90000}
+	s := &lrVideoSource{Track: t, keyNeeded: true, seq: 1000, ts: 90000}
+	if withFEC {
+		s.fec = newLRChromeFEC()
+	}
+	return s
 }
 
 // writeFrame sends the next frame, its packets back to back.
@@ -336,24 +345,17 @@ func (s *lrVideoSource) writeFrame() error {
 	ts, seq := s.ts, s.seq
 	s.seq += uint16(parts)
 	now := time.Now()
+	if s.fec != nil {
+		defer s.mu.Unlock() // numbering FEC with the media
+		return s.writeFECFrame(f, key, parts, ts, now)
+	}
 	// recorded before sending: a receiver may see the packets at once
 	s.frames = append(s.frames, lrFrame{sentAt: now, seq: seq, parts: parts, key: key})
 	s.mu.Unlock()
 
 	for i := 0; i < parts; i++ {
 		payload := make([]byte, lrPacketPayload)
-		if i == 0 {
-			payload[0] = 0x10 // VP8 descriptor: S=1, partition 0
-			if key {
-				// frame tag (keyframe, shown), start code, 640x360
-				payload[1] = 0x10
-				copy(payload[4:], []byte{0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01})
-			} else {
-				payload[1] = 0x01 // inter frame
-			}
-		}
-		binary.BigEndian.PutUint32(payload[11:], f*lrMaxParts+uint32(i))
-		binary.BigEndian.PutUint64(payload[15:], uint64(now.UnixNano()))
+		lrStamp(payload, f, i, key, now)
 		p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: i == parts-1, SequenceNumber: seq + uint16(i), Timestamp: ts},
 			Payload: payload}
 		if err := s.Track.WriteRTP(p); err != nil {
@@ -363,15 +365,66 @@ func (s *lrVideoSource) writeFrame() error {
 	return nil
 }
 
+// lrStamp fills packet part of frame f's payload: the VP8 descriptor and
+// frame tag on the first packet, the sinks' index and the send time.
+func lrStamp(payload []byte, f uint32, part int, key bool, now time.Time) {
+	if part == 0 {
+		payload[0] = 0x10 // VP8 descriptor: S=1, partition 0
+		if key {
+			// frame tag (keyframe, shown), start code, 640x360
+			payload[1] = 0x10
+			copy(payload[4:], []byte{0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01})
+		} else {
+			payload[1] = 0x01 // inter frame
+		}
+	}
+	binary.BigEndian.PutUint32(payload[11:], f*lrMaxParts+uint32(part))
+	binary.BigEndian.PutUint64(payload[15:], uint64(now.UnixNano()))
+}
+
+// writeFECFrame sends frame f as a Chrome publisher with FEC does
+// (lrChromeFEC); s.mu is held.
+func (s *lrVideoSource) writeFECFrame(f uint32, key bool, parts int, ts uint32, now time.Time) error {
+	media := make([][]byte, parts)
+	for i := range media {
+		b := make([]byte, 12+lrPacketPayload)
+		b[0], b[1] = 0x80, lrPubVP8PT
+		if i == parts-1 {
+			b[1] |= 0x80
+		}
+		binary.BigEndian.PutUint32(b[4:], ts)
+		lrStamp(b[12:], f, i, key, now)
+		media[i] = b
+	}
+	pkts := s.fec.wrap(media, key, &s.seq)
+	first := binary.BigEndian.Uint16(media[0][2:])
+	s.frames = append(s.frames, lrFrame{sentAt: now, seq: first, parts: parts, key: key})
+	for _, p := range pkts {
+		if _, err := s.Track.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readRTCP reads the sender's RTCP (which drives pion's NACK responder)
 // until it ends; a PLI or FIR makes the next frame a keyframe.
 func (s *lrVideoSource) readRTCP(sender *webrtc.RTPSender) {
+	var ssrc uint32
+	if enc := sender.GetParameters().Encodings; len(enc) > 0 {
+		ssrc = uint32(enc[0].SSRC)
+	}
 	for {
 		pkts, _, err := sender.ReadRTCP()
 		if err != nil {
 			return
 		}
 		for _, p := range pkts {
+			if s.fec != nil {
+				for _, fl := range reportsOf(p, ssrc) {
+					s.fec.noteReport(fl)
+				}
+			}
 			switch p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				s.mu.Lock()
