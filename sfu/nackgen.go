@@ -40,6 +40,18 @@ const (
 	// vain: the publisher ignores it.)
 	audioFrame   = 20 * time.Millisecond
 	audioOverdue = 10 * time.Millisecond
+
+	// A video packet without the marker bit has more of its frame behind
+	// it, sent within a few milliseconds (a sender's pacer spreads a frame
+	// over its pacing rate). When nothing comes for a while (half as long
+	// again as the longest recent gap inside a frame, plus a margin, within
+	// these bounds), the next packet is taken as lost and asked for: the end
+	// of a frame is otherwise only found missing when the next frame comes,
+	// a frame interval later. Asking for a packet not sent yet costs at most
+	// a duplicate.
+	tailWaitMin    = 10 * time.Millisecond
+	tailWaitMax    = 50 * time.Millisecond
+	tailWaitMargin = 5 * time.Millisecond
 )
 
 type nackEntry struct {
@@ -63,23 +75,44 @@ type nackTracker struct {
 	// are taken as overdue so far
 	highestAt time.Time
 	overdue   int
+	// video: whether the highest packet ended its frame, whether the packet
+	// after it was taken as lost already, and the longest recent gap
+	// between two packets of one frame (decaying)
+	highestEnds bool
+	tailAsked   bool
+	spacing     time.Duration
 }
 
-// received records packet seq (new, late or repaired) arriving at now.
+// received records packet seq (new, late or repaired) arriving at now, as
+// one that ends a frame (audio, or a video frame's last packet).
 func (n *nackTracker) received(seq uint16, now time.Time) {
+	n.receivedPacket(seq, true, now)
+}
+
+// receivedPacket records packet seq arriving at now; ends says whether it
+// ends its frame (the marker bit, for video). It reports whether the packet
+// revealed a gap, or left the stream in the middle of a frame: either
+// brings a request forward.
+func (n *nackTracker) receivedPacket(seq uint16, ends bool, now time.Time) (soon bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.started {
-		n.started, n.highest, n.highestAt = true, seq, now
-		return
+		n.started, n.highest, n.highestAt, n.highestEnds = true, seq, now, ends
+		return !ends
 	}
 	if !seqNewer(seq, n.highest) {
 		if e := &n.ring[seq%nackWindow]; e.valid && e.seq == seq {
 			e.valid = false // repaired (or just late)
 		}
-		return
+		return false
 	}
-	if gap := seq - n.highest - 1; gap > nackMaxGap {
+	gap := seq - n.highest - 1
+	if gap == 0 && !n.highestEnds {
+		// the next packet of the same frame: how far apart they come
+		n.spacing = max(now.Sub(n.highestAt), n.spacing*7/8)
+	}
+	soon = !ends
+	if gap > nackMaxGap {
 		n.ring = [nackWindow]nackEntry{} // a restart: forget the old gaps
 	} else {
 		for s := n.highest + 1; s != seq; s++ {
@@ -88,8 +121,31 @@ func (n *nackTracker) received(seq uint16, now time.Time) {
 			}
 		}
 	}
-	n.ring[seq%nackWindow].valid = false
-	n.highest, n.highestAt, n.overdue = seq, now, 0
+	if e := &n.ring[seq%nackWindow]; e.valid && e.seq == seq {
+		e.valid = false // taken as lost (overdue), but here
+	}
+	soon = soon || gap > 0 && gap <= nackMaxGap
+	n.highest, n.highestAt, n.overdue, n.highestEnds, n.tailAsked = seq, now, 0, ends, false
+	return soon
+}
+
+// tailWait is how long after a video packet without the marker bit the
+// next one is taken as lost.
+func (n *nackTracker) tailWait() time.Duration {
+	return min(max(n.spacing*3/2+tailWaitMargin, tailWaitMin), tailWaitMax)
+}
+
+// markTail takes the packet after the highest as lost when the highest did
+// not end its frame and nothing came for tailWait; n.mu is held.
+func (n *nackTracker) markTail(now time.Time) {
+	if !n.started || n.highestEnds || n.tailAsked || now.Sub(n.highestAt) < n.tailWait() {
+		return
+	}
+	n.tailAsked = true
+	s := n.highest + 1
+	if e := &n.ring[s%nackWindow]; !e.valid || e.seq != s {
+		*e = nackEntry{seq: s, valid: true, first: now}
+	}
 }
 
 // markOverdue takes the audio packets after the highest that should have
@@ -111,8 +167,21 @@ func (n *nackTracker) markOverdue(now time.Time) {
 
 // due appends to out the missing packets to request now and returns it.
 func (n *nackTracker) due(now time.Time, out []uint16) []uint16 {
+	out, _ = n.dueNext(now, out)
+	return out
+}
+
+// dueNext is due, and also returns when something is next due (zero:
+// nothing is pending).
+func (n *nackTracker) dueNext(now time.Time, out []uint16) ([]uint16, time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	var next time.Time
+	later := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
 	interval, maxAge, maxTries := nackInterval, nackMaxAge, uint8(nackMaxTries)
 	if n.rtt > 0 {
 		// ask again once the answer to the last request is overdue
@@ -121,6 +190,11 @@ func (n *nackTracker) due(now time.Time, out []uint16) []uint16 {
 	if n.audio {
 		interval, maxAge, maxTries = audioNackInterval, audioNackMaxAge, audioNackMaxTries
 		n.markOverdue(now)
+	} else {
+		n.markTail(now)
+		if n.started && !n.highestEnds && !n.tailAsked {
+			later(n.highestAt.Add(n.tailWait()))
+		}
 	}
 	for i := range n.ring {
 		e := &n.ring[i]
@@ -133,11 +207,15 @@ func (n *nackTracker) due(now time.Time, out []uint16) []uint16 {
 			continue
 		}
 		if !e.last.IsZero() && now.Sub(e.last) < interval {
+			later(e.last.Add(interval))
 			continue
 		}
 		e.last = now
 		e.tries++
 		out = append(out, e.seq)
+		if e.tries < maxTries {
+			later(now.Add(interval))
+		}
 	}
-	return out
+	return out, next
 }

@@ -145,3 +145,50 @@ func TestNACKTrackerAudioOverdue(t *testing.T) {
 		t.Fatalf("%d packets taken as overdue after a long pause", m.overdue)
 	}
 }
+
+// A video packet without the marker bit is followed by the rest of its
+// frame: when nothing comes within the tail wait, the next packet is asked
+// for without waiting for the next frame to reveal the gap; the wait
+// follows the spacing of the frame's packets.
+func TestNACKTrackerAsksForAFramesLostTail(t *testing.T) {
+	var n nackTracker
+	t0 := time.Unix(100, 0)
+	if !n.receivedPacket(10, false, t0) {
+		t.Fatal("a frame left unfinished did not bring the next check forward")
+	}
+	got, next := n.dueNext(t0.Add(5*time.Millisecond), nil)
+	if len(got) != 0 || !next.Equal(t0.Add(tailWaitMin)) {
+		t.Fatalf("after 5 ms: NACKs %v, next check %v after; want none, and %v", got, next.Sub(t0), tailWaitMin)
+	}
+	if got := n.due(t0.Add(tailWaitMin), nil); !slices.Equal(got, []uint16{11}) {
+		t.Fatalf("the frame's tail after %v: NACKs %v, want [11]", tailWaitMin, got)
+	}
+	if got := n.due(t0.Add(tailWaitMin+time.Millisecond), nil); len(got) != 0 {
+		t.Fatalf("the tail asked for twice at once: %v", got)
+	}
+	// 11 arrives (late), ends the frame: nothing more is pending
+	n.receivedPacket(11, true, t0.Add(30*time.Millisecond))
+	if got, next := n.dueNext(t0.Add(200*time.Millisecond), nil); len(got) != 0 || !next.IsZero() {
+		t.Fatalf("after the frame ended: NACKs %v, next %v", got, next)
+	}
+
+	// a paced sender: 20 ms between the packets of a frame; the tail wait
+	// grows to 1.5 x 20 + 5 ms
+	var m nackTracker
+	m.receivedPacket(100, false, t0)
+	m.receivedPacket(101, false, t0.Add(20*time.Millisecond))
+	if w := m.tailWait(); w != 35*time.Millisecond {
+		t.Fatalf("tail wait %v after a 20 ms spacing, want 35ms", w)
+	}
+	if got := m.due(t0.Add(50*time.Millisecond), nil); len(got) != 0 {
+		t.Fatalf("asked for the tail of a paced frame too early: %v", got)
+	}
+	if got := m.due(t0.Add(55*time.Millisecond), nil); !slices.Equal(got, []uint16{102}) {
+		t.Fatalf("paced frame's tail: %v", got)
+	}
+	// a keyframe's gap and the tail together; then the retry comes an
+	// interval after the first request
+	if got, next := m.dueNext(t0.Add(60*time.Millisecond), nil); len(got) != 0 || !next.Equal(t0.Add(55*time.Millisecond+nackInterval)) {
+		t.Fatalf("retry planned at %v, want %v", next.Sub(t0), 55*time.Millisecond+nackInterval)
+	}
+}

@@ -217,7 +217,10 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 		rtx(105, 104),
 		// video FEC, from publishers and toward subscribers: ULPFEC inside
 		// RED, and retransmissions of RED-wrapped packets
-		{PayloadType: 116, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeVideoRED, ClockRate: 90000}},
+		// (NACK feedback for RED too: a publisher that binds its NACK
+		// responder to the codec it sends, as pion does, answers NACKs then)
+		{PayloadType: 116, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeVideoRED, ClockRate: 90000,
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}},
 		{PayloadType: 117, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeULPFEC, ClockRate: 90000}},
 		rtx(118, 116),
 	}

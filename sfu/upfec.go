@@ -74,9 +74,7 @@ func (t *UpTrack) handleFEC(r rtpInfo, payload []byte) {
 	t.bytes.Add(uint64(len(payload)))
 	now := time.Now()
 	t.lastPacket.Store(now.UnixNano())
-	if t.sendNACK != nil {
-		t.nacks.received(r.seq, now)
-	}
+	t.noteArrival(r.seq, true, now) // a frame's FEC follows its last packet
 	rebuilt, err := t.fec.dec.AddFEC(r.seq, r.ssrc, payload)
 	if err != nil {
 		t.malformed.Add(1)

@@ -63,6 +63,7 @@ type UpTrack struct {
 	rtt             func() time.Duration
 	nacks           nackTracker
 	nackWG          sync.WaitGroup // the NACK timer goroutine
+	nackKick        chan struct{}  // wakes the NACK loop (video)
 	log             *slog.Logger
 
 	ssrc       atomic.Uint32
@@ -148,6 +149,7 @@ func NewUpTrack(o UpTrackOptions) *UpTrack {
 		log:        o.Logger.With("track", o.Info.ID, "kind", o.Info.Kind.String()),
 		kf:         keyframeLimiter{interval: o.KeyframeInterval},
 		done:       make(chan struct{}),
+		nackKick:   make(chan struct{}, 1),
 	}
 	t.downs.Store(&[]*DownTrack{})
 	if !isVideo && !hasFeedback(o.Codec.RTCPFeedback, "nack", "") {
@@ -240,34 +242,51 @@ func (t *UpTrack) ReadLoop(src RTPSource) {
 	}
 }
 
-// nackLoop sends the due NACKs until the track ends.
+// nackLoop sends the due NACKs until the track ends. Audio is checked
+// every audioNackTick (its losses are found by the clock: markOverdue).
+// Video sleeps until the next request is due, and is woken when a packet
+// reveals a gap or leaves a frame unfinished (nackKick): the first request
+// for a lost packet goes out at once, and each retry right on time.
 func (t *UpTrack) nackLoop() {
 	defer t.nackWG.Done()
-	every := nackTick
+	var tick <-chan time.Time
 	if t.nacks.audio {
-		every = audioNackTick
+		ticker := time.NewTicker(audioNackTick)
+		defer ticker.Stop()
+		tick = ticker.C
 	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	var seqs []uint16
 	for {
 		select {
 		case <-t.done:
 			return
-		case now := <-tick.C:
-			if t.rtt != nil {
-				rtt := t.rtt()
-				t.nacks.mu.Lock()
-				t.nacks.rtt = rtt
-				t.nacks.mu.Unlock()
+		case <-tick:
+		case <-timer.C:
+		case <-t.nackKick:
+		}
+		now := time.Now()
+		if t.rtt != nil {
+			rtt := t.rtt()
+			t.nacks.mu.Lock()
+			t.nacks.rtt = rtt
+			t.nacks.mu.Unlock()
+		}
+		var next time.Time
+		seqs, next = t.nacks.dueNext(now, seqs[:0])
+		if len(seqs) > 0 {
+			t.nacksSent.Add(uint64(len(seqs)))
+			if err := t.sendNACK(t.ssrc.Load(), seqs); err != nil {
+				t.log.Debug("NACK not sent", "err", err)
 			}
-			seqs = t.nacks.due(now, seqs[:0])
-			if len(seqs) > 0 {
-				t.nacksSent.Add(uint64(len(seqs)))
-				if err := t.sendNACK(t.ssrc.Load(), seqs); err != nil {
-					t.log.Debug("NACK not sent", "err", err)
-				}
+		}
+		if !t.nacks.audio {
+			wait := time.Hour // nothing pending: a kick comes first
+			if !next.IsZero() {
+				wait = max(next.Sub(now), time.Millisecond)
 			}
+			timer.Reset(wait)
 		}
 	}
 }
@@ -301,9 +320,7 @@ func (t *UpTrack) handleMedia(b []byte) {
 	t.ssrc.Store(r.ssrc)
 	at := time.Now()
 	now := at.UnixNano()
-	if t.sendNACK != nil {
-		t.nacks.received(r.seq, at)
-	}
+	t.noteArrival(r.seq, !t.isVideo || r.marker, at)
 	t.lastPacket.Store(now)
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(b)))
@@ -351,6 +368,20 @@ func (t *UpTrack) handleMedia(b []byte) {
 	}
 	for _, d := range *t.downs.Load() {
 		d.enqueue(t.layer, p)
+	}
+}
+
+// noteArrival tells the NACK generator of a packet; ends: it ends its
+// frame. The NACK loop is woken when a request is due sooner than planned.
+func (t *UpTrack) noteArrival(seq uint16, ends bool, at time.Time) {
+	if t.sendNACK == nil {
+		return
+	}
+	if t.nacks.receivedPacket(seq, ends, at) && t.isVideo {
+		select {
+		case t.nackKick <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -343,12 +343,12 @@ func (s *lrVideoSource) writeFrame() error {
 	}
 	s.ts += 3000
 	ts, seq := s.ts, s.seq
-	s.seq += uint16(parts)
 	now := time.Now()
 	if s.fec != nil {
 		defer s.mu.Unlock() // numbering FEC with the media
 		return s.writeFECFrame(f, key, parts, ts, now)
 	}
+	s.seq += uint16(parts)
 	// recorded before sending: a receiver may see the packets at once
 	s.frames = append(s.frames, lrFrame{sentAt: now, seq: seq, parts: parts, key: key})
 	s.mu.Unlock()
