@@ -584,8 +584,12 @@ func (n *lrNacker) Close() error {
 	return nil
 }
 
+// lrTraceLate: trace also details the frames complete this late after
+// they were sent (late enough to freeze the picture).
+const lrTraceLate = 200 * time.Millisecond
+
 // trace details up to limit frames of [from, to) that were not complete in
-// time, packet by packet: when each arrived (ms after the frame was sent),
+// time, or complete later than lrTraceLate, packet by packet: when each arrived (ms after the frame was sent),
 // when the lossy leg carried it ("x": dropped there) and when the
 // subscriber NACKed it. wire is the lossy leg's log of the video stream;
 // pubSeqs says it is in the publisher's numbering (the uplink) rather than
@@ -606,7 +610,9 @@ func (m *lrVideoModel) trace(n *lrNacker, wire []lrChunk, pubSeqs bool, from, to
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for f := from; f < to && len(out) < limit; f++ {
-		if f >= uint32(len(m.results)) || m.results[f].complete {
+		late := f < uint32(len(m.results)) && m.results[f].complete &&
+			m.completeAt[f].Sub(m.src.frame(f).sentAt) > lrTraceLate
+		if f >= uint32(len(m.results)) || m.results[f].complete && !late {
 			continue
 		}
 		fr := m.src.frame(f)
