@@ -72,7 +72,8 @@ func (w *testWriter) logf(format string, args ...any) {
 
 type testServer struct {
 	*server.Server
-	close func() error
+	close  func() error
+	pubFEC bool // publishers may send video FEC
 }
 
 func startServer(t *testing.T, w *testWriter) *testServer {
@@ -95,11 +96,13 @@ func startServerWith(t *testing.T, w *testWriter, cfg server.Config) *testServer
 		cfg.UDPIP = "127.0.0.1"
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	// CHORUS_PUB_FEC=1: publishers' video FEC on (off by default), to compare
+	cfg.PublisherFEC = cfg.PublisherFEC || os.Getenv("CHORUS_PUB_FEC") != ""
 	s, err := server.Start(cfg)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
-	ts := &testServer{Server: s, close: sync.OnceValue(s.Close)}
+	ts := &testServer{Server: s, close: sync.OnceValue(s.Close), pubFEC: cfg.PublisherFEC}
 	t.Cleanup(func() {
 		if err := ts.close(); err != nil {
 			t.Errorf("close server: %v", err)

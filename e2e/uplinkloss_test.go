@@ -20,9 +20,11 @@ import (
 const pubStatsJS = `(async () => {
   const c = window.chorus || null;
   const pc = c && c.pcs && c.pcs.publisher;
-  const out = {audio: null, video: {}, audioNack: false};
+  const out = {audio: null, video: {}, audioNack: false, videoFEC: false};
   if (!pc) return out;
-  out.audioNack = /a=rtcp-fb:\d+ nack\r\n/.test(pc.remoteDescription ? pc.remoteDescription.sdp.split('m=video')[0] : '');
+  const sdp = pc.remoteDescription ? pc.remoteDescription.sdp : '';
+  out.audioNack = /a=rtcp-fb:\d+ nack\r\n/.test(sdp.split('m=video')[0]);
+  out.videoFEC = /a=rtpmap:\d+ ulpfec\/90000/.test(sdp.split('m=video')[1] || '');
   const stats = await pc.getStats();
   const keys = ['packetsSent', 'retransmittedPacketsSent', 'nackCount', 'framesEncoded', 'bytesSent'];
   const pick = (s) => { const o = {timestamp: s.timestamp}; for (const k of keys) if (typeof s[k] === 'number') o[k] = s[k]; return o; };
@@ -38,6 +40,30 @@ type pubLossState struct {
 	Audio     rtpCounters            `json:"audio"`
 	Video     map[string]rtpCounters `json:"video"`
 	AudioNack bool                   `json:"audioNack"`
+	VideoFEC  bool                   `json:"videoFEC"`
+}
+
+// publisherFEC sums, over the video streams published in room, the FEC
+// packets the server received and the media packets they rebuilt.
+func publisherFEC(s *testServer, room string) (fecPackets, rebuilt uint64) {
+	r, ok := s.SFU().Rooms().Get(room)
+	if !ok {
+		return 0, 0
+	}
+	for _, info := range r.Participants() {
+		p, ok := r.FindParticipant(info.Name)
+		if !ok {
+			continue
+		}
+		for _, t := range p.Published() {
+			for _, u := range t.Layers() {
+				st := u.Stats()
+				fecPackets += st.FECPackets
+				rebuilt += st.FECRecovered
+			}
+		}
+	}
+	return fecPackets, rebuilt
 }
 
 // videoDelta is the change of a video counter between two samples: the
@@ -113,8 +139,8 @@ func TestBrowserLossyPublisher(t *testing.T) {
 		}
 		return st
 	}
-	if st := pubSnap(); !st.AudioNack {
-		t.Errorf("the server's answer does not accept audio NACKs")
+	if st := pubSnap(); !st.AudioNack || st.VideoFEC != s.pubFEC {
+		t.Errorf("the server's answer: audio NACKs %v (want true), video ULPFEC %v (want %v)", st.AudioNack, st.VideoFEC, s.pubFEC)
 	}
 
 	type row struct {
@@ -126,12 +152,14 @@ func TestBrowserLossyPublisher(t *testing.T) {
 		videoNacks, videoResent    float64
 		freezes, freezeTime        float64
 		arrived, dropped           uint64
+		fec, rebuilt               uint64
 	}
 	var rows []row
 	for _, lv := range lossLevels {
 		loss.set(t, lv.percent)
 		phaseStart := time.Now()
 		s0, p0 := subSnap(), pubSnap()
+		fec0, rebuilt0 := publisherFEC(s, room)
 		vp := newProgress("framesDecoded", s0.Video)
 		var s1 lossState
 		for time.Since(phaseStart) < lossWindow {
@@ -140,7 +168,8 @@ func TestBrowserLossyPublisher(t *testing.T) {
 			vp.see(s1.Video)
 		}
 		p1 := pubSnap()
-		r := row{percent: lv.percent, gap: vp.stall()}
+		fec1, rebuilt1 := publisherFEC(s, room)
+		r := row{percent: lv.percent, gap: vp.stall(), fec: fec1 - fec0, rebuilt: rebuilt1 - rebuilt0}
 		delta := func(a, b rtpCounters, k string) float64 { return b.get(k) - a.get(k) }
 		r.concealed = delta(s0.Audio, s1.Audio, "concealedSamples")
 		r.samples = delta(s0.Audio, s1.Audio, "totalSamplesReceived")
@@ -160,9 +189,10 @@ func TestBrowserLossyPublisher(t *testing.T) {
 			conceal = r.concealed / r.samples
 		}
 		t.Logf("%6.1fs uplink loss %d%% (nft dropped %d of %d): audio concealed %.2f%%, audio NACKs %v resent %v; "+
-			"video decoded %v of %v encoded, longest gap %v, freezes %v (%.2f s), video NACKs %v resent %v",
+			"video decoded %v of %v encoded, longest gap %v, freezes %v (%.2f s), video NACKs %v resent %v, FEC packets %d rebuilt %d",
 			time.Since(start).Seconds(), lv.percent, r.dropped, r.arrived, 100*conceal, r.audioNacks, r.audioResent,
-			r.frames, r.encoded, r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime, r.videoNacks, r.videoResent)
+			r.frames, r.encoded, r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime, r.videoNacks, r.videoResent,
+			r.fec, r.rebuilt)
 		if !lv.asserted {
 			continue
 		}
@@ -182,9 +212,9 @@ func TestBrowserLossyPublisher(t *testing.T) {
 	loss.set(t, 0)
 	var b strings.Builder
 	for _, r := range rows {
-		fmt.Fprintf(&b, "\n  %2d%%: audio concealed %.2f%% (publisher resent %v on %v NACKs) | video %v/%v frames, longest gap %v, %v freezes (%.2f s)",
+		fmt.Fprintf(&b, "\n  %2d%%: audio concealed %.2f%% (publisher resent %v on %v NACKs) | video %v/%v frames, longest gap %v, %v freezes (%.2f s), FEC %d rebuilt %d",
 			r.percent, 100*r.concealed/max(r.samples, 1), r.audioResent, r.audioNacks, r.frames, r.encoded,
-			r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime)
+			r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime, r.fec, r.rebuilt)
 	}
 	t.Logf("summary (publisher uplink, %v per level):%s", lossWindow, b.String())
 }

@@ -12,7 +12,7 @@ import (
 // is applied: what it offered and the SFU supports, under the publisher's
 // own payload types, in the SFU's order of preference (browsers send the
 // first), with audio RED first (a publisher that offers it protects its
-// uplink with it) and video RED and ULPFEC kept unless NoPublisherFEC (the
+// uplink with it) and video RED and ULPFEC kept only with PublisherFEC (the
 // SFU decodes the FEC, upfec.go).
 //
 // The payload types must be the offer's: pion answers with those of the
@@ -29,7 +29,7 @@ func (s *SFU) publisherCodecs(pc *webrtc.PeerConnection) {
 		if len(offered) == 0 {
 			continue
 		}
-		prefs := s.rankCodecs(offered, tr.Kind() == webrtc.RTPCodecTypeVideo && s.cfg.NoPublisherFEC)
+		prefs := s.rankCodecs(offered, tr.Kind() == webrtc.RTPCodecTypeVideo && !s.cfg.PublisherFEC)
 		_ = tr.SetCodecPreferences(prefs) // best effort: on failure the publisher's choice stands
 	}
 }

@@ -43,11 +43,13 @@ type Config struct {
 	// estimate's say in layer choice (and probing): subscribers then get the
 	// layer they ask for whatever their link.
 	NoBandwidthAllocation bool
-	// NoPublisherFEC keeps video RED and ULPFEC out of publisher answers:
-	// publishers then protect their video by retransmission only. By
-	// default a publisher that offers them (browsers do) may send FEC, which
-	// the SFU decodes (upfec.go).
-	NoPublisherFEC bool
+	// PublisherFEC accepts video RED and ULPFEC in publisher answers: a
+	// publisher that offers them (browsers do) may then protect its video
+	// with FEC, which the SFU decodes (upfec.go). Off by default: Chromium
+	// sends FEC only from a 20 ms round trip up, and with FEC negotiated it
+	// lowers its encoder rate by what it spends on protection; behind a
+	// lossy loopback link it decoded fewer frames with it (docs/benchmarks.md).
+	PublisherFEC bool
 	// OnRoomCreated, if set, is called when a room is created (with the
 	// room directory locked: it must not block or look rooms up).
 	OnRoomCreated func(*Room)
