@@ -76,28 +76,37 @@ func (b *bandwidth) with(f func(*bwe.Estimator)) {
 // inside NewPeerConnection without saying for whom, so the factory hands
 // the next PeerConnection's tap the estimator set by forNext.
 type tapFactory struct {
-	mu   sync.Mutex // held from forNext until the PeerConnection is built
-	next *bandwidth
+	mu      sync.Mutex // held from forNext until the PeerConnection is built
+	next    *bandwidth
+	nextRTX *rtxRoutes
 }
 
 // forNext makes the next built tap feed b; call done once the
 // PeerConnection exists.
-func (f *tapFactory) forNext(b *bandwidth) (done func()) {
+func (f *tapFactory) forNext(b *bandwidth, rtx *rtxRoutes) (done func()) {
 	f.mu.Lock()
-	f.next = b
+	f.next, f.nextRTX = b, rtx
 	return func() {
-		f.next = nil
+		f.next, f.nextRTX = nil, nil
 		f.mu.Unlock()
 	}
 }
 
 func (f *tapFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &tap{bw: f.next}, nil // f.mu is held by the PeerConnection's creator
+	return &tap{bw: f.next, rtx: f.nextRTX}, nil // f.mu is held by the PeerConnection's creator
 }
 
 type tap struct {
 	interceptor.NoOp
-	bw *bandwidth // nil: this connection is not estimated
+	bw  *bandwidth // nil: this connection is not estimated
+	rtx *rtxRoutes // nil: no publisher retransmissions to route
+}
+
+func (t *tap) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	if t.rtx == nil {
+		return r
+	}
+	return t.rtx.bindRepair(info, r)
 }
 
 func (t *tap) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {

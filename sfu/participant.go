@@ -48,6 +48,7 @@ type Participant struct {
 
 	expected atomic.Int32 // media sections the publisher negotiated
 	bw       *bandwidth   // the subscriber connection's estimator
+	rtx      *rtxRoutes   // the publisher connection's RTX streams (rtxtap.go)
 	// rtxBudget bounds the retransmissions sent on the subscriber connection
 	rtxBudget RetransmitBudget
 
@@ -84,6 +85,7 @@ func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
 		published: map[string]*PublishedTrack{}, byRecv: map[*webrtc.RTPReceiver]*PublishedTrack{}, muted: map[string]bool{}, sources: map[string]string{}, subs: map[string]*subscription{},
 		done:      make(chan struct{}),
 		bw:        newBandwidth(),
+		rtx:       newRTXRoutes(),
 		layerKick: make(chan struct{}, 1),
 		allocKick: make(chan struct{}, 1),
 	}
@@ -117,10 +119,13 @@ func (p *Participant) info(tracks []TrackInfo) ParticipantInfo {
 // newPC creates one of the participant's PeerConnections. Called with p.mu held.
 func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
 	var est *bandwidth
+	var rtx *rtxRoutes
 	if target == TargetSubscriber {
 		est = p.bw
+	} else {
+		rtx = p.rtx
 	}
-	built := p.sfu.taps.forNext(est)
+	built := p.sfu.taps.forNext(est, rtx)
 	pc, err := p.sfu.api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
@@ -391,7 +396,9 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		p.room.publish(pt)
 	}
 	defer p.wg.Done()
-	up.ReadLoop(red.source)
+	src, unroute := p.rtx.routeRTX(remote, red.source, up)
+	up.ReadLoop(src)
+	unroute()
 	if pt.removeLayer(up) {
 		return
 	}

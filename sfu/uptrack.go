@@ -86,7 +86,10 @@ type UpTrack struct {
 
 	fec *upFEC // publisher FEC (RED and ULPFEC negotiated); nil: none
 
-	// reader state, owned by the reader goroutine
+	// reader state, owned by the reader goroutine (and, under readMu, by
+	// the RTX tap that hands retransmissions in: rtxtap.go)
+	readMu   sync.Mutex
+	lastPT   atomic.Uint32 // payload type of the last packet read
 	havePrev bool
 	lastTS   uint32
 	lastSeq  uint16
@@ -238,7 +241,9 @@ func (t *UpTrack) ReadLoop(src RTPSource) {
 			}
 			return
 		}
+		t.readMu.Lock()
 		t.handlePacket(buf[:n])
+		t.readMu.Unlock()
 	}
 }
 
@@ -303,6 +308,9 @@ func (t *UpTrack) stop() {
 
 // handlePacket stores one packet and fans it out. Called only by the reader.
 func (t *UpTrack) handlePacket(b []byte) {
+	if len(b) >= 2 {
+		t.lastPT.Store(uint32(b[1] & 0x7F))
+	}
 	if t.fec != nil {
 		t.handleRED(b)
 		return

@@ -151,7 +151,11 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 		leg, seed = lrLeg{lrPubIP, lrSFUIP}, uint64(200+lossPct)
 	}
 	n := newLRNet(b, leg, float64(lossPct)/100, seed)
-	s, err := server.Start(server.Config{Listen: "127.0.0.1:0", UDPIP: lrSFUIP, Net: n.nets[lrSFUIP], Logger: testLogger()})
+	// CHORUS_LOSS_PUB_FEC=1: the server accepts publisher FEC (off by
+	// default) and the uplink rows' publisher sends it as Chrome sizes it
+	pubFEC := uplink && os.Getenv("CHORUS_LOSS_PUB_FEC") != ""
+	s, err := server.Start(server.Config{Listen: "127.0.0.1:0", UDPIP: lrSFUIP, Net: n.nets[lrSFUIP], Logger: testLogger(),
+		PublisherFEC: pubFEC})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +176,6 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	sub := newPeer(b, s, "room", "sub", n.api(b, lrSubIP, lrBrowserSubscriberCodecs(subRTX), first...))
 	ref := newPeer(b, s, "room", "ref", n.api(b, lrRefIP, lrPlainCodecs))
 	pubCodecs := lrPlainCodecs
-	pubFEC := uplink && os.Getenv("CHORUS_LOSS_NO_PUB_FEC") == ""
 	if uplink {
 		pubCodecs = lrREDPublisherCodecs
 		if pubFEC {
