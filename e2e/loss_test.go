@@ -500,7 +500,7 @@ func TestBrowserLossySubscriber(t *testing.T) {
 	w := newTestWriter(t)
 	chromiumPath(t)
 	nft := nftTool(t)
-	n := newNetns(t)
+	n := newPathNetns(t)
 	loss := n.newLossRule(t, nft)
 	s := startServerOn(t, w, n.hostIP+":0", n.hostIP)
 	secure := chromedp.Flag("unsafely-treat-insecure-origin-as-secure", strings.TrimSuffix(s.URL(), "/"))

@@ -99,7 +99,7 @@ func TestBrowserLossyPublisher(t *testing.T) {
 	w := newTestWriter(t)
 	chromiumPath(t)
 	nft := nftTool(t)
-	n := newNetns(t)
+	n := newPathNetns(t)
 	loss := n.newLossRuleOn(t, nft, true)
 	s := startServerOn(t, w, n.hostIP+":0", n.hostIP)
 	secure := chromedp.Flag("unsafely-treat-insecure-origin-as-secure", strings.TrimSuffix(s.URL(), "/"))
