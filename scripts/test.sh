@@ -27,6 +27,7 @@ fuzz ./signaling FuzzWHIPOffer
 fuzz ./auth FuzzVerify
 fuzz ./sfu FuzzParseRTP
 fuzz ./sfu FuzzParseDataUp
+fuzz ./sfu FuzzUpTrackPublisherInput
 fuzz ./bwe FuzzFeedback
 fuzz ./red FuzzParse
 fuzz ./red FuzzDecode

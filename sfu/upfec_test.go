@@ -95,3 +95,41 @@ func TestUpTrackRebuildsFromPublisherFEC(t *testing.T) {
 		t.Errorf("FEC packets %d, rebuilt %d; want 20 and %d", st.FECPackets, st.FECRecovered, lost)
 	}
 }
+
+// FuzzUpTrackPublisherInput feeds arbitrary packets to an up track that
+// accepts RED and ULPFEC, as media and as RTX: nothing may panic, and a
+// down track keeps getting whatever is forwarded.
+func FuzzUpTrackPublisherInput(f *testing.F) {
+	enc, err := fec.NewEncoder(fec.EncoderConfig{Protection: fec.Protection{FEC: 1, Group: 2}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	pub := &fecPublisher{t: f, enc: enc, seq: 1}
+	src := &packetizer{perFrame: 2}
+	for _, p := range pub.frame(src.frameAt(true)) {
+		f.Add(p, false)
+		f.Add(p, true)
+	}
+	f.Add([]byte{0x80, 116, 0, 1, 0, 0, 0, 1, 0, 0, 0x04, 0xd2, 0xf5}, false) // RED, multi-block header cut short
+	f.Add([]byte{0xb0, 116, 0, 1, 0, 0, 0, 1, 0, 0, 0x04, 0xd2, 0xbe, 0xde, 0, 9, 0xff}, true)
+	f.Fuzz(func(t *testing.T, b []byte, asRTX bool) {
+		up := NewUpTrack(UpTrackOptions{
+			Info:  TrackInfo{ID: "TR1", ParticipantID: "PA1", Kind: webrtc.RTPCodecTypeVideo, MimeType: MimeVP8},
+			Codec: vp8Codec, REDPayloadType: 116, FECPayloadType: 117,
+		})
+		up.ssrc.Store(1234)
+		for _, p := range pub.frame(src.frameAt(false)) {
+			up.handlePacket(p)
+		}
+		in := append([]byte(nil), b...)
+		if asRTX {
+			up.handleRTX(in)
+		} else {
+			up.handlePacket(in)
+		}
+		// and the stream goes on
+		for _, p := range pub.frame(src.frameAt(false)) {
+			up.handlePacket(p)
+		}
+	})
+}
