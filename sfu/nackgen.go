@@ -52,19 +52,6 @@ const (
 	tailWaitMin    = 10 * time.Millisecond
 	tailWaitMax    = 50 * time.Millisecond
 	tailWaitMargin = 5 * time.Millisecond
-
-	// On a lossy uplink each video request goes out again nackCopyGap
-	// later, up to nackCopies requests in all, the more the lossier the
-	// stream (lossAlpha: weight of one packet in the loss estimate): a
-	// publisher that answers every NACK (pion, and most non-browser
-	// stacks) sends that many retransmissions, so that one round of
-	// requests seldom fails; one that resends a packet at most once per
-	// round trip (libwebrtc) ignores the copies.
-	nackCopyGap     = 10 * time.Millisecond
-	nackCopies      = 3
-	nackCopyLoss    = 0.1 // a second request from this loss on
-	nackCopyResidue = 0.05
-	lossAlpha       = 1.0 / 128
 )
 
 type nackEntry struct {
@@ -73,9 +60,6 @@ type nackEntry struct {
 	tries uint8
 	first time.Time // when the gap was seen
 	last  time.Time // last request
-	// copies of the last request still to send, and when the next is due
-	copies uint8
-	copyAt time.Time
 }
 
 // nackTracker finds a stream's missing packets and says which to request
@@ -97,23 +81,6 @@ type nackTracker struct {
 	highestEnds bool
 	tailAsked   bool
 	spacing     time.Duration
-	// the stream's loss before repair (video): an average over the last
-	// hundred or so packets
-	loss float64
-}
-
-// copies is how many times each video request goes out, from the loss:
-// the fewest whose answers all get lost with a probability below
-// nackCopyResidue, at most nackCopies.
-func (n *nackTracker) copies() uint8 {
-	if n.audio || n.loss < nackCopyLoss {
-		return 1
-	}
-	c := uint8(1)
-	for p := n.loss; p > nackCopyResidue && c < nackCopies; p *= n.loss {
-		c++
-	}
-	return c
 }
 
 // received records packet seq (new, late or repaired) arriving at now, as
@@ -145,12 +112,6 @@ func (n *nackTracker) receivedPacket(seq uint16, ends bool, now time.Time) (soon
 		n.spacing = max(now.Sub(n.highestAt), n.spacing*7/8)
 	}
 	soon = !ends
-	if gap <= nackMaxGap {
-		for range gap {
-			n.loss += lossAlpha * (1 - n.loss)
-		}
-		n.loss -= lossAlpha * n.loss
-	}
 	if gap > nackMaxGap {
 		n.ring = [nackWindow]nackEntry{} // a restart: forget the old gaps
 	} else {
@@ -245,16 +206,6 @@ func (n *nackTracker) dueNext(now time.Time, out []uint16) ([]uint16, time.Time)
 			e.valid = false // too late, or hopeless
 			continue
 		}
-		if e.copies > 0 && !now.Before(e.copyAt) {
-			e.copies--
-			out = append(out, e.seq)
-			if e.copies > 0 {
-				e.copyAt = now.Add(nackCopyGap)
-			}
-		}
-		if e.copies > 0 {
-			later(e.copyAt)
-		}
 		if !e.last.IsZero() && now.Sub(e.last) < interval {
 			later(e.last.Add(interval))
 			continue
@@ -262,10 +213,6 @@ func (n *nackTracker) dueNext(now time.Time, out []uint16) ([]uint16, time.Time)
 		e.last = now
 		e.tries++
 		out = append(out, e.seq)
-		if c := n.copies(); c > 1 {
-			e.copies, e.copyAt = c-1, now.Add(nackCopyGap)
-			later(e.copyAt)
-		}
 		if e.tries < maxTries {
 			later(now.Add(interval))
 		}

@@ -192,39 +192,3 @@ func TestNACKTrackerAsksForAFramesLostTail(t *testing.T) {
 		t.Fatalf("retry planned at %v, want %v", next.Sub(t0), 55*time.Millisecond+nackInterval)
 	}
 }
-
-// On a lossy video stream each request goes out again nackCopyGap later
-// (publishers that answer every NACK then send two or three
-// retransmissions); on a clean one once; a packet that arrives meanwhile
-// is not asked for again.
-func TestNACKTrackerCopiesOnLossyStreams(t *testing.T) {
-	t0 := time.Unix(100, 0)
-	lossy := func(loss float64) *nackTracker {
-		n := &nackTracker{}
-		n.receivedPacket(0, true, t0)
-		n.loss = loss
-		n.receivedPacket(2, true, t0) // 1 lost
-		return n
-	}
-	n := lossy(0)
-	if got, next := n.dueNext(t0, nil); !slices.Equal(got, []uint16{1}) || !next.Equal(t0.Add(nackInterval)) {
-		t.Fatalf("clean stream: %v, next at %v", got, next.Sub(t0))
-	}
-	n = lossy(0.4) // 0.4^3 > 5 %: three requests
-	if c := n.copies(); c != 3 {
-		t.Fatalf("copies at 40 %% loss: %d, want 3", c)
-	}
-	if got, next := n.dueNext(t0, nil); !slices.Equal(got, []uint16{1}) || !next.Equal(t0.Add(nackCopyGap)) {
-		t.Fatalf("lossy stream, first request: %v, next at %v", got, next.Sub(t0))
-	}
-	if got := n.due(t0.Add(nackCopyGap), nil); !slices.Equal(got, []uint16{1}) {
-		t.Fatalf("first copy: %v", got)
-	}
-	n.receivedPacket(1, true, t0.Add(15*time.Millisecond))
-	if got, next := n.dueNext(t0.Add(2*nackCopyGap), nil); len(got) != 0 || !next.IsZero() {
-		t.Fatalf("asked again for a packet that arrived: %v, next %v", got, next)
-	}
-	if c := lossy(0.2).copies(); c != 2 {
-		t.Fatalf("copies at 20 %% loss: %d, want 2", c)
-	}
-}
