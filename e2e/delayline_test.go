@@ -70,22 +70,7 @@ func openTUN(name string) (*os.File, error) {
 
 func newDelayedNetns(t *testing.T, oneWay time.Duration) *netns {
 	t.Helper()
-	ipPath, tcPath := netAdminTools(t)
-	id := fmt.Sprintf("%x%02x", os.Getpid()&0xffffff, netnsSeq.Add(1)&0xff)
-	hostIP, nsIP, err := freeSubnet()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &netns{name: "chorus-e2e-" + id, hostIf: "cd" + id + "h", nsIf: "cd" + id + "n",
-		hostIP: hostIP, nsIP: nsIP, ip: ipPath, tc: tcPath}
-	if err := runCmd(n.ip, "netns", "add", n.name); err != nil {
-		skipOrFail(t, "cannot create a network namespace: "+err.Error())
-	}
-	t.Cleanup(func() {
-		if err := runCmd(n.ip, "netns", "del", n.name); err != nil {
-			t.Errorf("remove namespace: %v", err)
-		}
-	})
+	n := addNetns(t, "cd")
 	hostTun, err := openTUN(n.hostIf)
 	if err != nil {
 		skipOrFail(t, "cannot create a TUN device: "+err.Error())
@@ -98,18 +83,10 @@ func newDelayedNetns(t *testing.T, oneWay time.Duration) *netns {
 	line := &delayLine{oneWay: oneWay}
 	t.Cleanup(line.close) // before the namespace goes (cleanups run last first)
 	line.start(hostTun, nsTun)
-	for _, args := range [][]string{
-		{"link", "set", n.nsIf, "netns", n.name},
-		{"addr", "add", n.hostIP + "/30", "dev", n.hostIf},
-		{"link", "set", n.hostIf, "up"},
-		{"-n", n.name, "link", "set", "lo", "up"},
-		{"-n", n.name, "addr", "add", n.nsIP + "/30", "dev", n.nsIf},
-		{"-n", n.name, "link", "set", n.nsIf, "up"},
-	} {
-		if err := runCmd(n.ip, args...); err != nil {
-			t.Fatalf("set up namespace %s: %v", n.name, err)
-		}
+	if err := runCmd(n.ip, "link", "set", n.nsIf, "netns", n.name); err != nil {
+		t.Fatalf("set up namespace %s: %v", n.name, err)
 	}
+	n.addressLink(t)
 	return n
 }
 

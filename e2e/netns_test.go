@@ -109,7 +109,9 @@ func freeSubnet() (hostIP, nsIP string, err error) {
 
 // newNetns creates a network namespace joined to the test's namespace by a
 // veth pair with a /30 on it, and removes both when the test ends.
-func newNetns(t *testing.T) *netns {
+// addNetns creates an empty namespace, removed when the test ends, with
+// the names and addresses of its link (devices named ifPrefix...).
+func addNetns(t *testing.T, ifPrefix string) *netns {
 	t.Helper()
 	ipPath, tcPath := netAdminTools(t)
 	id := fmt.Sprintf("%x%02x", os.Getpid()&0xffffff, netnsSeq.Add(1)&0xff)
@@ -117,23 +119,24 @@ func newNetns(t *testing.T) *netns {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &netns{name: "chorus-e2e-" + id, hostIf: "ch" + id + "h", nsIf: "ch" + id + "n",
+	n := &netns{name: "chorus-e2e-" + id, hostIf: ifPrefix + id + "h", nsIf: ifPrefix + id + "n",
 		hostIP: hostIP, nsIP: nsIP, ip: ipPath, tc: tcPath}
 	if err := runCmd(n.ip, "netns", "add", n.name); err != nil {
 		skipOrFail(t, "cannot create a network namespace: "+err.Error())
 	}
 	t.Cleanup(func() {
-		// Deleting one end of the pair deletes the other and its qdisc. The
-		// namespace's end may already be gone with the namespace.
-		if err := runCmd(n.ip, "link", "del", n.hostIf); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
-			t.Errorf("remove veth: %v", err)
-		}
 		if err := runCmd(n.ip, "netns", "del", n.name); err != nil {
 			t.Errorf("remove namespace: %v", err)
 		}
 	})
+	return n
+}
+
+// addressLink gives the link's two ends (hostIf here, nsIf already inside
+// the namespace) their addresses and brings them up.
+func (n *netns) addressLink(t *testing.T) {
+	t.Helper()
 	for _, args := range [][]string{
-		{"link", "add", n.hostIf, "type", "veth", "peer", "name", n.nsIf, "netns", n.name},
 		{"addr", "add", n.hostIP + "/30", "dev", n.hostIf},
 		{"link", "set", n.hostIf, "up"},
 		{"-n", n.name, "link", "set", "lo", "up"},
@@ -144,6 +147,22 @@ func newNetns(t *testing.T) *netns {
 			t.Fatalf("set up namespace %s: %v", n.name, err)
 		}
 	}
+}
+
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	n := addNetns(t, "ch")
+	t.Cleanup(func() { // before the namespace goes
+		// Deleting one end of the pair deletes the other and its qdisc. The
+		// namespace's end may already be gone with the namespace.
+		if err := runCmd(n.ip, "link", "del", n.hostIf); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			t.Errorf("remove veth: %v", err)
+		}
+	})
+	if err := runCmd(n.ip, "link", "add", n.hostIf, "type", "veth", "peer", "name", n.nsIf, "netns", n.name); err != nil {
+		t.Fatalf("set up namespace %s: %v", n.name, err)
+	}
+	n.addressLink(t)
 	return n
 }
 
