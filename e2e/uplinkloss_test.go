@@ -44,11 +44,12 @@ type pubLossState struct {
 }
 
 // publisherFEC sums, over the video streams published in room, the FEC
-// packets the server received and the media packets they rebuilt.
-func publisherFEC(s *testServer, room string) (fecPackets, rebuilt uint64) {
+// packets the server received and the media packets they rebuilt, and the
+// retransmissions handed to the streams as they arrived.
+func publisherFEC(s *testServer, room string) (fecPackets, rebuilt, repairs uint64) {
 	r, ok := s.SFU().Rooms().Get(room)
 	if !ok {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for _, info := range r.Participants() {
 		p, ok := r.FindParticipant(info.Name)
@@ -60,10 +61,11 @@ func publisherFEC(s *testServer, room string) (fecPackets, rebuilt uint64) {
 				st := u.Stats()
 				fecPackets += st.FECPackets
 				rebuilt += st.FECRecovered
+				repairs += st.Repairs
 			}
 		}
 	}
-	return fecPackets, rebuilt
+	return fecPackets, rebuilt, repairs
 }
 
 // videoDelta is the change of a video counter between two samples: the
@@ -152,14 +154,14 @@ func TestBrowserLossyPublisher(t *testing.T) {
 		videoNacks, videoResent    float64
 		freezes, freezeTime        float64
 		arrived, dropped           uint64
-		fec, rebuilt               uint64
+		fec, rebuilt, repairs      uint64
 	}
 	var rows []row
 	for _, lv := range lossLevels {
 		loss.set(t, lv.percent)
 		phaseStart := time.Now()
 		s0, p0 := subSnap(), pubSnap()
-		fec0, rebuilt0 := publisherFEC(s, room)
+		fec0, rebuilt0, rep0 := publisherFEC(s, room)
 		vp := newProgress("framesDecoded", s0.Video)
 		var s1 lossState
 		for time.Since(phaseStart) < lossWindow {
@@ -168,8 +170,8 @@ func TestBrowserLossyPublisher(t *testing.T) {
 			vp.see(s1.Video)
 		}
 		p1 := pubSnap()
-		fec1, rebuilt1 := publisherFEC(s, room)
-		r := row{percent: lv.percent, gap: vp.stall(), fec: fec1 - fec0, rebuilt: rebuilt1 - rebuilt0}
+		fec1, rebuilt1, rep1 := publisherFEC(s, room)
+		r := row{percent: lv.percent, gap: vp.stall(), fec: fec1 - fec0, rebuilt: rebuilt1 - rebuilt0, repairs: rep1 - rep0}
 		delta := func(a, b rtpCounters, k string) float64 { return b.get(k) - a.get(k) }
 		r.concealed = delta(s0.Audio, s1.Audio, "concealedSamples")
 		r.samples = delta(s0.Audio, s1.Audio, "totalSamplesReceived")
@@ -189,10 +191,10 @@ func TestBrowserLossyPublisher(t *testing.T) {
 			conceal = r.concealed / r.samples
 		}
 		t.Logf("%6.1fs uplink loss %d%% (nft dropped %d of %d): audio concealed %.2f%%, audio NACKs %v resent %v; "+
-			"video decoded %v of %v encoded, longest gap %v, freezes %v (%.2f s), video NACKs %v resent %v, FEC packets %d rebuilt %d",
+			"video decoded %v of %v encoded, longest gap %v, freezes %v (%.2f s), video NACKs %v resent %v, FEC packets %d rebuilt %d, retransmissions through the RTX tap %d",
 			time.Since(start).Seconds(), lv.percent, r.dropped, r.arrived, 100*conceal, r.audioNacks, r.audioResent,
 			r.frames, r.encoded, r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime, r.videoNacks, r.videoResent,
-			r.fec, r.rebuilt)
+			r.fec, r.rebuilt, r.repairs)
 		if !lv.asserted {
 			continue
 		}

@@ -129,6 +129,7 @@ func (t *UpTrack) handleRTX(b []byte) bool {
 	binary.BigEndian.PutUint16(b[2:], osn)
 	binary.BigEndian.PutUint32(b[8:], ssrc)
 	b[1] = b[1]&0x80 | uint8(t.lastPT.Load())&0x7F
+	t.repairs.Add(1)
 	t.readMu.Lock()
 	t.handlePacket(b)
 	t.readMu.Unlock()

@@ -43,6 +43,8 @@ type UpTrackStats struct {
 	// FECPackets: the publisher's ULPFEC packets received; FECRecovered:
 	// media packets rebuilt from them
 	FECPackets, FECRecovered uint64
+	// Repairs: retransmissions (RTX) handed in as they arrived (rtxtap.go)
+	Repairs uint64
 }
 
 // UpTrack is one incoming stream from a publisher. A single reader goroutine
@@ -82,7 +84,7 @@ type UpTrack struct {
 	done  chan struct{}
 
 	packets, bytes, plis, malformed, nacksSent, duplicates atomic.Uint64
-	fecPackets, fecRecovered                               atomic.Uint64
+	fecPackets, fecRecovered, repairs                      atomic.Uint64
 
 	fec *upFEC // publisher FEC (RED and ULPFEC negotiated); nil: none
 
@@ -217,6 +219,7 @@ func (t *UpTrack) Stats() UpTrackStats {
 		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
 		KeyframeRequests: t.plis.Load(), Malformed: t.malformed.Load(), NACKsSent: t.nacksSent.Load(),
 		Duplicates: t.duplicates.Load(), FECPackets: t.fecPackets.Load(), FECRecovered: t.fecRecovered.Load(),
+		Repairs: t.repairs.Load(),
 	}
 }
 
