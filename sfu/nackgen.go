@@ -12,12 +12,12 @@ import (
 // included, and feeds a nackTracker; a timer sends what is due.
 
 const (
-	nackWindow   = 512                    // sequence numbers tracked
-	nackMaxGap   = 256                    // a larger jump is a restart, not loss
-	nackInterval = 50 * time.Millisecond  // between requests for one packet (about an RTT)
-	nackMaxAge   = 600 * time.Millisecond // past this a packet is too late for any playout
-	nackMaxTries = 10
-	nackTick     = 20 * time.Millisecond
+	nackWindow      = 512                    // sequence numbers tracked
+	nackMaxGap      = 256                    // a larger jump is a restart, not loss
+	nackInterval    = 50 * time.Millisecond  // between requests for one packet (about an RTT)
+	nackMaxAge      = 600 * time.Millisecond // past this a packet is too late for any playout
+	nackMaxTries    = 10
+	nackMinInterval = 20 * time.Millisecond // between requests for one packet, whatever the RTT
 	// With the publisher's round trip known, a packet is asked for again
 	// one round trip plus nackRTTMargin (its pacing and jitter) after the
 	// last request, at most nackMaxInterval apart.
@@ -185,7 +185,7 @@ func (n *nackTracker) dueNext(now time.Time, out []uint16) ([]uint16, time.Time)
 	interval, maxAge, maxTries := nackInterval, nackMaxAge, uint8(nackMaxTries)
 	if n.rtt > 0 {
 		// ask again once the answer to the last request is overdue
-		interval = min(max(n.rtt+nackRTTMargin, nackTick), nackMaxInterval)
+		interval = min(max(n.rtt+nackRTTMargin, nackMinInterval), nackMaxInterval)
 	}
 	if n.audio {
 		interval, maxAge, maxTries = audioNackInterval, audioNackMaxAge, audioNackMaxTries

@@ -88,10 +88,10 @@ func TestNACKTrackerAudioTiming(t *testing.T) {
 }
 
 // With the publisher's round trip known, video retries come one round trip
-// plus nackRTTMargin apart, within [nackTick, nackMaxInterval].
+// plus nackRTTMargin apart, within [nackMinInterval, nackMaxInterval].
 func TestNACKTrackerFollowsRTT(t *testing.T) {
 	for _, c := range []struct{ rtt, want time.Duration }{
-		{time.Millisecond, nackTick},
+		{time.Millisecond, nackMinInterval},
 		{50 * time.Millisecond, 60 * time.Millisecond},
 		{time.Second, nackMaxInterval},
 	} {

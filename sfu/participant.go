@@ -334,7 +334,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		return
 	}
 	pc := p.pub
-	red := publisherRED(remote, recv)
+	red := publisherRED(remote, recv, p.sfu.cfg.PublisherFEC)
 	codec := red.codec
 	pt, existing := p.byRecv[recv]
 	if !existing {

@@ -128,14 +128,18 @@ type publisherStream struct {
 	source       RTPSource // where to read the stream from
 }
 
-// publisherRED finds out a video stream's media codec and publisher FEC.
-// pion names a stream's codec after its first packet's payload type, which
-// is RED's when the publisher wraps its media: then the media codec is the
-// one that first packet's RED block carries. That packet is read here and
-// handed back first by the returned source.
-func publisherRED(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) publisherStream {
+// publisherRED finds out a video stream's media codec and, when the SFU
+// accepts publisher FEC (accept), its RED and ULPFEC payload types. pion
+// names a stream's codec after its first packet's payload type, which is
+// RED's when the publisher wraps its media: then the media codec is the one
+// that first packet's RED block carries. That packet is read here and
+// handed back first by the returned source. (The offer's RED and ULPFEC
+// are among the receiver's codecs even when the answer left them out, so
+// accept decides: a stream without FEC skips the decoder's copy of every
+// packet.)
+func publisherRED(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver, accept bool) publisherStream {
 	s := publisherStream{codec: remote.Codec(), source: remote}
-	if remote.Kind() != webrtc.RTPCodecTypeVideo {
+	if remote.Kind() != webrtc.RTPCodecTypeVideo || !accept && !strings.EqualFold(s.codec.MimeType, MimeVideoRED) {
 		return s
 	}
 	params := recv.GetParameters()

@@ -49,7 +49,9 @@ type UpTrackStats struct {
 
 // UpTrack is one incoming stream from a publisher. A single reader goroutine
 // stores each packet once in the packet cache and hands a reference to every
-// subscribed down track from a copy-on-write list, without holding a lock.
+// subscribed down track from a copy-on-write list, without holding a lock
+// while down tracks write. Retransmissions come in on the RTX stream's own
+// goroutine (rtxtap.go), which takes the reader's place under readMu.
 type UpTrack struct {
 	info       TrackInfo
 	codec      webrtc.RTPCodecParameters
