@@ -226,7 +226,7 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	if nacker != nil {
 		nacker.setSink(sv)
 	}
-	model := startLRVideoModel(b, video, sv, func() error {
+	model := startLRVideoModel(b, video, sv, nacker, func() error {
 		pc := sub.c.Subscriber()
 		if pc == nil {
 			return nil

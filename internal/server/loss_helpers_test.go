@@ -288,6 +288,7 @@ const (
 	lrDeltaPackets  = 2    // packets per inter frame: ~500 kbit/s at 30 fps
 	lrKeyPackets    = 8    // packets per keyframe (4x an inter frame)
 	lrMaxParts      = 8    // packet numbers per frame in the sinks' indices
+	lrIndexOffset   = 11   // where in a VP8 payload the sinks' index is (mediatest's VP8 header)
 	lrFrameInterval = time.Second / 30
 )
 
@@ -378,8 +379,8 @@ func lrStamp(payload []byte, f uint32, part int, key bool, now time.Time) {
 			payload[1] = 0x01 // inter frame
 		}
 	}
-	binary.BigEndian.PutUint32(payload[11:], f*lrMaxParts+uint32(part))
-	binary.BigEndian.PutUint64(payload[15:], uint64(now.UnixNano()))
+	binary.BigEndian.PutUint32(payload[lrIndexOffset:], f*lrMaxParts+uint32(part))
+	binary.BigEndian.PutUint64(payload[lrIndexOffset+4:], uint64(now.UnixNano()))
 }
 
 // writeFECFrame sends frame f as a Chrome publisher with FEC does

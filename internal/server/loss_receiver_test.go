@@ -52,9 +52,10 @@ type lrFrameResult struct {
 // what the publisher sends); its decisions use the packets' arrival times,
 // not the ticks.
 type lrVideoModel struct {
-	src  *lrVideoSource
-	sink *mediatest.Sink
-	pli  func() error
+	src    *lrVideoSource
+	sink   *mediatest.Sink
+	pli    func() error
+	nacker *lrNacker // nil: pion's NACK generator, and no repair times
 
 	mu         sync.Mutex
 	seen       int // sink packets consumed
@@ -69,8 +70,8 @@ type lrVideoModel struct {
 	plis       []time.Time
 }
 
-func startLRVideoModel(tb testing.TB, src *lrVideoSource, sink *mediatest.Sink, pli func() error) *lrVideoModel {
-	m := &lrVideoModel{src: src, sink: sink, pli: pli, next: -1}
+func startLRVideoModel(tb testing.TB, src *lrVideoSource, sink *mediatest.Sink, nacker *lrNacker, pli func() error) *lrVideoModel {
+	m := &lrVideoModel{src: src, sink: sink, nacker: nacker, pli: pli, next: -1}
 	lrEvery(tb, 10*time.Millisecond, func() error {
 		m.step(time.Now())
 		return nil
@@ -109,7 +110,11 @@ func (m *lrVideoModel) step(now time.Time) {
 		}
 		m.parts[f] |= bit
 		if bits.OnesCount8(m.parts[f]) == m.src.frame(f).parts {
-			m.completeAt[f] = as[i]
+			at := as[i]
+			if r, ok := m.nacker.repairedAt(fs[i]); ok && r.Before(at) {
+				at = r // a retransmission pion's reader held back
+			}
+			m.completeAt[f] = at
 		}
 	}
 	m.seen = n
@@ -361,6 +366,11 @@ type lrNacker struct {
 	nacks    int // sequence numbers NACKed, retries included
 	// when tracing: when each sequence number was NACKed
 	trace map[uint16][]time.Time
+	// when the first retransmission of each packet (by the sinks' index)
+	// arrived, read by the RTX stream's own goroutine: pion's track reader
+	// hands an RTX packet on only after the next media packet, up to a
+	// frame interval later, which a browser does not (repairedAt)
+	repaired map[uint32]time.Time
 
 	stop chan struct{}
 	done chan struct{}
@@ -373,7 +383,8 @@ type lrNackEntry struct {
 }
 
 func newLRNacker(tb testing.TB, trace bool) *lrNacker {
-	n := &lrNacker{missing: map[int64]*lrNackEntry{}, stop: make(chan struct{}), done: make(chan struct{})}
+	n := &lrNacker{missing: map[int64]*lrNackEntry{}, stop: make(chan struct{}), done: make(chan struct{}),
+		repaired: map[uint32]time.Time{}}
 	if trace {
 		n.trace = map[uint16][]time.Time{}
 	}
@@ -448,6 +459,9 @@ func (n *lrNacker) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.
 func (n *lrNacker) bindRTX(r interceptor.RTPReader) interceptor.RTPReader {
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		k, attr, err := r.Read(b, a)
+		if err == nil {
+			n.noteRepair(b[:k])
+		}
 		last, media := n.lastPT.Load(), n.mediaPT.Load()
 		if err != nil || k < 12 || k >= len(b) || last == 0 || last == media || b[0]&0x20 != 0 {
 			return k, attr, err // not RED now, no room, or padding (a probe)
@@ -466,6 +480,41 @@ func (n *lrNacker) bindRTX(r interceptor.RTPReader) interceptor.RTPReader {
 		b[h+2] = uint8(media) & 0x7F // RED primary block: F=0, the media payload type
 		return k + 1, attr, err
 	})
+}
+
+// noteRepair records when the retransmission of a packet of the
+// benchmark's video source arrived: the RTX payload is the original
+// sequence number, then the VP8 payload the source stamped (lrStamp).
+func (n *lrNacker) noteRepair(b []byte) {
+	if len(b) < 12 {
+		return
+	}
+	h := 12 + 4*int(b[0]&0x0F)
+	if b[0]&0x10 != 0 && len(b) >= h+4 {
+		h += 4 + 4*int(binary.BigEndian.Uint16(b[h+2:h+4]))
+	}
+	if len(b) < h+2+lrIndexOffset+4 {
+		return // padding, or not the source's
+	}
+	idx := binary.BigEndian.Uint32(b[h+2+lrIndexOffset:])
+	now := time.Now()
+	n.mu.Lock()
+	if _, ok := n.repaired[idx]; !ok {
+		n.repaired[idx] = now
+	}
+	n.mu.Unlock()
+}
+
+// repairedAt is when the first retransmission of the packet with the
+// sinks' index idx arrived.
+func (n *lrNacker) repairedAt(idx uint32) (time.Time, bool) {
+	if n == nil {
+		return time.Time{}, false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.repaired[idx]
+	return t, ok
 }
 
 // receivedLocked notes one packet received (or rebuilt) and NACKs at once
