@@ -116,13 +116,14 @@ func (t *UpTrack) handleRTX(b []byte) bool {
 	if ssrc == 0 {
 		return false // no media yet: let pion keep it for the reader
 	}
-	hl, end, ok := rtpBounds(b)
-	if !ok {
+	r, err := parseRTP(b)
+	if err != nil {
 		return false
 	}
-	if end-hl < 2 {
+	if len(r.payload) < 2 {
 		return true // padding only
 	}
+	hl := len(b) - int(r.paddingSize) - len(r.payload)
 	osn := binary.BigEndian.Uint16(b[hl:])
 	copy(b[hl:], b[hl+2:])
 	b = b[:len(b)-2]
@@ -134,27 +135,4 @@ func (t *UpTrack) handleRTX(b []byte) bool {
 	t.handlePacket(b)
 	t.readMu.Unlock()
 	return true
-}
-
-// rtpBounds returns an RTP packet's header length and the end of its
-// payload (before padding).
-func rtpBounds(b []byte) (hl, end int, ok bool) {
-	if len(b) < 12 || b[0]>>6 != 2 {
-		return 0, 0, false
-	}
-	hl = 12 + 4*int(b[0]&0x0F)
-	if b[0]&0x10 != 0 {
-		if len(b) < hl+4 {
-			return 0, 0, false
-		}
-		hl += 4 + 4*int(binary.BigEndian.Uint16(b[hl+2:]))
-	}
-	end = len(b)
-	if b[0]&0x20 != 0 {
-		end -= int(b[len(b)-1])
-	}
-	if hl > end || end > len(b) {
-		return 0, 0, false
-	}
-	return hl, end, true
 }
