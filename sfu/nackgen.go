@@ -83,12 +83,6 @@ type nackTracker struct {
 	spacing     time.Duration
 }
 
-// received records packet seq (new, late or repaired) arriving at now, as
-// one that ends a frame (audio, or a video frame's last packet).
-func (n *nackTracker) received(seq uint16, now time.Time) {
-	n.receivedPacket(seq, true, now)
-}
-
 // receivedPacket records packet seq arriving at now; ends says whether it
 // ends its frame (the marker bit, for video). It reports whether the packet
 // revealed a gap, or left the stream in the middle of a frame: either

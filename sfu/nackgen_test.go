@@ -6,6 +6,12 @@ import (
 	"time"
 )
 
+// received records packet seq (new, late or repaired) arriving at now, as
+// one that ends a frame (audio, or a video frame's last packet).
+func (n *nackTracker) received(seq uint16, now time.Time) {
+	n.receivedPacket(seq, true, now)
+}
+
 // NACK retry timing with injected time: a gap is asked for at once, then
 // every nackInterval, until repaired, too old or asked nackMaxTries times.
 func TestNACKTrackerTiming(t *testing.T) {

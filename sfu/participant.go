@@ -396,7 +396,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		p.room.publish(pt)
 	}
 	defer p.wg.Done()
-	src, unroute := p.rtx.routeRTX(remote, red.source, up)
+	src, unroute := p.rtx.routeRTX(remote, recv, red.source, up)
 	up.ReadLoop(src)
 	unroute()
 	if pt.removeLayer(up) {

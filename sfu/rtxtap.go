@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"sync"
 
@@ -69,9 +70,11 @@ func (r *rtxRoutes) bindRepair(info *interceptor.StreamInfo, rd interceptor.RTPR
 // routeRTX routes the RTX stream of remote to t once pion knows its SSRC
 // (signalled, or learned from the first RTX packet of a simulcast layer);
 // the returned source checks on every read until then, and the returned
-// func removes the route.
-func (r *rtxRoutes) routeRTX(remote *webrtc.TrackRemote, src RTPSource, t *UpTrack) (RTPSource, func()) {
-	if r == nil || t.Info().Kind != webrtc.RTPCodecTypeVideo {
+// func removes the route. Nothing is routed (or checked) when the
+// receiver negotiated no RTX.
+func (r *rtxRoutes) routeRTX(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver, src RTPSource, t *UpTrack) (RTPSource, func()) {
+	if r == nil || t.Info().Kind != webrtc.RTPCodecTypeVideo || !slices.ContainsFunc(recv.GetParameters().Codecs,
+		func(c webrtc.RTPCodecParameters) bool { return strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) }) {
 		return src, func() {}
 	}
 	w := &rtxWatch{src: src, remote: remote, routes: r, up: t}

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,12 +106,7 @@ func (t *UpTrack) handleBatch(media []byte, rebuilt [][]byte) {
 	if media != nil {
 		u.batch = append(u.batch, media)
 	}
-	// insertion sort by sequence number (a handful of packets)
-	for i := 1; i < len(u.batch); i++ {
-		for j := i; j > 0 && seqNewer(rtpSeq(u.batch[j-1]), rtpSeq(u.batch[j])); j-- {
-			u.batch[j-1], u.batch[j] = u.batch[j], u.batch[j-1]
-		}
-	}
+	slices.SortFunc(u.batch, func(a, b []byte) int { return int(int16(rtpSeq(a) - rtpSeq(b))) })
 	for _, p := range u.batch {
 		t.handleMedia(p)
 	}
