@@ -38,7 +38,8 @@ const simulcastJS = `(async () => {
   if (pcs.publisher) (await pcs.publisher.getStats()).forEach(s => {
     if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
     out.outbound.push({rid: s.rid || '', frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
-      framesEncoded: s.framesEncoded || 0, qualityLimitationReason: s.qualityLimitationReason || ''});
+      framesEncoded: s.framesEncoded || 0, qualityLimitationReason: s.qualityLimitationReason || '',
+      scalabilityMode: s.scalabilityMode || ''});
   });
   return out;
 })()`
@@ -92,6 +93,7 @@ type outboundVideo struct {
 	FrameHeight             int     `json:"frameHeight"`
 	FramesEncoded           float64 `json:"framesEncoded"`
 	QualityLimitationReason string  `json:"qualityLimitationReason"`
+	ScalabilityMode         string  `json:"scalabilityMode"` // e.g. L1T3: three temporal layers
 }
 
 func (s simState) String() string {
@@ -268,8 +270,9 @@ func TestBrowserSimulcast(t *testing.T) {
 	if full.FrameWidth == 0 || low.FrameWidth == 0 || full.FrameWidth <= low.FrameWidth {
 		t.Fatalf("publisher layers: %s; want q and f, f the larger", encodings(ps.Outbound))
 	}
-	t.Logf("publisher encodes three layers after %v; full layer %dx%d, lowest %dx%d",
-		time.Since(start).Round(time.Millisecond), full.FrameWidth, full.FrameHeight, low.FrameWidth, low.FrameHeight)
+	t.Logf("publisher encodes three layers after %v; full layer %dx%d %s, lowest %dx%d %s",
+		time.Since(start).Round(time.Millisecond), full.FrameWidth, full.FrameHeight, full.ScalabilityMode,
+		low.FrameWidth, low.FrameHeight, low.ScalabilityMode)
 	if full.FrameWidth != 1280 || low.FrameWidth != 320 {
 		t.Logf("note: the layers are %d and %d wide, not 1280 and 320", full.FrameWidth, low.FrameWidth)
 	}

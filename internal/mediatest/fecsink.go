@@ -91,7 +91,7 @@ func (s *Sink) readFEC(redPT, fecPT uint8, dec *fec.Decoder) {
 }
 
 func (s *Sink) recordPacket(p *rtp.Packet) {
-	s.record(p.SequenceNumber, p.Timestamp, p.Payload, vp8HeaderLen, p.Padding)
+	s.record(p.SequenceNumber, p.Timestamp, p.Payload, VP8IndexOffset(p.Payload), p.Padding)
 }
 
 // FECStats are what a FEC-decoding sink saw: RED packets, FEC packets

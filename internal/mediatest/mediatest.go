@@ -285,6 +285,7 @@ func NewSink(t *webrtc.TrackRemote) *Sink {
 
 func (s *Sink) read() {
 	isVideo := s.Track.Kind() == webrtc.RTPCodecTypeVideo
+	isVP8 := strings.EqualFold(s.Track.Codec().MimeType, webrtc.MimeTypeVP8)
 	var dec *red.Decoder
 	if s.red {
 		dec = red.NewDecoder() // a RED receiver: count what it recovers
@@ -303,9 +304,37 @@ func (s *Sink) read() {
 		off := 0
 		if isVideo {
 			off = vp8HeaderLen
+			if isVP8 {
+				off = VP8IndexOffset(p.Payload)
+			}
 		}
 		s.record(p.SequenceNumber, p.Timestamp, p.Payload, off, p.Padding)
 	}
+}
+
+// VP8IndexOffset is where a video packet's frame number starts: the VP8
+// payload descriptor (RFC 7741 section 4.2; one byte for this package's
+// sources, up to six for a source that signals temporal layers), then the
+// 10 bytes of a keyframe's header (frame tag, start code, size), padded to
+// that length on every packet.
+func VP8IndexOffset(payload []byte) int {
+	if len(payload) < 2 || payload[0]&0x80 == 0 {
+		return vp8HeaderLen
+	}
+	n, x := 2, payload[1]
+	if x&0x80 != 0 { // I: picture ID, 7 or 15 bits
+		if len(payload) > n && payload[n]&0x80 != 0 {
+			n++
+		}
+		n++
+	}
+	if x&0x40 != 0 { // L: TL0PICIDX
+		n++
+	}
+	if x&0x30 != 0 { // T or K: TID/Y/KEYIDX
+		n++
+	}
+	return n + vp8HeaderLen - 1
 }
 
 func (s *Sink) record(seq uint16, ts uint32, payload []byte, off int, padding bool) {

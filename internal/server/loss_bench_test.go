@@ -192,7 +192,10 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	if err != nil {
 		b.Fatal(err)
 	}
-	video := newLRVideoSource(b, "video-pub", "stream-pub", pubFEC)
+	// CHORUS_LOSS_TEMPORAL=1: the publisher's VP8 has three temporal
+	// layers, as Chrome sends each simulcast stream (loss_temporal_test.go)
+	temporal := os.Getenv("CHORUS_LOSS_TEMPORAL") != ""
+	video := newLRVideoSource(b, "video-pub", "stream-pub", pubFEC, temporal)
 	senders, err := pub.c.Publish(ctx, audio.Track, video.Track)
 	if err != nil {
 		b.Fatal(err)

@@ -288,7 +288,6 @@ const (
 	lrDeltaPackets  = 2    // packets per inter frame: ~500 kbit/s at 30 fps
 	lrKeyPackets    = 8    // packets per keyframe (4x an inter frame)
 	lrMaxParts      = 8    // packet numbers per frame in the sinks' indices
-	lrIndexOffset   = 11   // where in a VP8 payload the sinks' index is (mediatest's VP8 header)
 	lrFrameInterval = time.Second / 30
 )
 
@@ -298,6 +297,8 @@ type lrFrame struct {
 	seq    uint16 // of its first packet, as sent by the publisher
 	parts  int
 	key    bool
+	tid    uint8 // temporal layer (0 without temporal layers)
+	ref    int64 // the frame it refers to; -1: none (a keyframe)
 }
 
 // lrVideoSource sends VP8 frames of several packets: each packet carries
@@ -313,9 +314,10 @@ type lrVideoSource struct {
 	ts        uint32
 	keyNeeded bool
 	frames    []lrFrame
+	layers    lrLayering
 }
 
-func newLRVideoSource(tb testing.TB, id, stream string, withFEC bool) *lrVideoSource {
+func newLRVideoSource(tb testing.TB, id, stream string, withFEC, temporal bool) *lrVideoSource {
 	tb.Helper()
 	mime := webrtc.MimeTypeVP8
 	if withFEC {
@@ -325,7 +327,7 @@ func newLRVideoSource(tb testing.TB, id, stream string, withFEC bool) *lrVideoSo
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &lrVideoSource{Track: t, keyNeeded: true, seq: 1000, ts: 90000}
+	s := &lrVideoSource{Track: t, keyNeeded: true, seq: 1000, ts: 90000, layers: lrLayering{temporal: temporal}}
 	if withFEC {
 		s.fec = newLRChromeFEC()
 	}
@@ -345,18 +347,20 @@ func (s *lrVideoSource) writeFrame() error {
 	s.ts += 3000
 	ts, seq := s.ts, s.seq
 	now := time.Now()
+	tid, ref, desc := s.layers.next(f, key)
+	fr := lrFrame{sentAt: now, seq: seq, parts: parts, key: key, tid: tid, ref: ref}
 	if s.fec != nil {
 		defer s.mu.Unlock() // numbering FEC with the media
-		return s.writeFECFrame(f, key, parts, ts, now)
+		return s.writeFECFrame(f, fr, desc, ts)
 	}
 	s.seq += uint16(parts)
 	// recorded before sending: a receiver may see the packets at once
-	s.frames = append(s.frames, lrFrame{sentAt: now, seq: seq, parts: parts, key: key})
+	s.frames = append(s.frames, fr)
 	s.mu.Unlock()
 
 	for i := 0; i < parts; i++ {
 		payload := make([]byte, lrPacketPayload)
-		lrStamp(payload, f, i, key, now)
+		lrStamp(payload, f, i, key, now, desc)
 		p := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: i == parts-1, SequenceNumber: seq + uint16(i), Timestamp: ts},
 			Payload: payload}
 		if err := s.Track.WriteRTP(p); err != nil {
@@ -366,26 +370,29 @@ func (s *lrVideoSource) writeFrame() error {
 	return nil
 }
 
-// lrStamp fills packet part of frame f's payload: the VP8 descriptor and
-// frame tag on the first packet, the sinks' index and the send time.
-func lrStamp(payload []byte, f uint32, part int, key bool, now time.Time) {
+// lrStamp fills packet part of frame f's payload: the VP8 descriptor, the
+// frame tag on the first packet, then (where mediatest's sinks read them,
+// after a keyframe header's length) the sinks' index and the send time.
+func lrStamp(payload []byte, f uint32, part int, key bool, now time.Time, desc lrDesc) {
+	h := desc.put(payload, part)
 	if part == 0 {
-		payload[0] = 0x10 // VP8 descriptor: S=1, partition 0
 		if key {
 			// frame tag (keyframe, shown), start code, 640x360
-			payload[1] = 0x10
-			copy(payload[4:], []byte{0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01})
+			payload[h] = 0x10
+			copy(payload[h+3:], []byte{0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01})
 		} else {
-			payload[1] = 0x01 // inter frame
+			payload[h] = 0x01 // inter frame
 		}
 	}
-	binary.BigEndian.PutUint32(payload[lrIndexOffset:], f*lrMaxParts+uint32(part))
-	binary.BigEndian.PutUint64(payload[lrIndexOffset+4:], uint64(now.UnixNano()))
+	off := mediatest.VP8IndexOffset(payload)
+	binary.BigEndian.PutUint32(payload[off:], f*lrMaxParts+uint32(part))
+	binary.BigEndian.PutUint64(payload[off+4:], uint64(now.UnixNano()))
 }
 
 // writeFECFrame sends frame f as a Chrome publisher with FEC does
 // (lrChromeFEC); s.mu is held.
-func (s *lrVideoSource) writeFECFrame(f uint32, key bool, parts int, ts uint32, now time.Time) error {
+func (s *lrVideoSource) writeFECFrame(f uint32, fr lrFrame, desc lrDesc, ts uint32) error {
+	key, parts, now := fr.key, fr.parts, fr.sentAt
 	media := make([][]byte, parts)
 	for i := range media {
 		b := make([]byte, 12+lrPacketPayload)
@@ -394,12 +401,13 @@ func (s *lrVideoSource) writeFECFrame(f uint32, key bool, parts int, ts uint32, 
 			b[1] |= 0x80
 		}
 		binary.BigEndian.PutUint32(b[4:], ts)
-		lrStamp(b[12:], f, i, key, now)
+		lrStamp(b[12:], f, i, key, now, desc)
 		media[i] = b
 	}
 	pkts := s.fec.wrap(media, key, &s.seq)
 	first := binary.BigEndian.Uint16(media[0][2:])
-	s.frames = append(s.frames, lrFrame{sentAt: now, seq: first, parts: parts, key: key})
+	fr.seq = first
+	s.frames = append(s.frames, fr)
 	for _, p := range pkts {
 		if _, err := s.Track.Write(p); err != nil {
 			return err

@@ -34,19 +34,23 @@ const lrPLIInterval = 300 * time.Millisecond
 
 // lrFrameResult is what the modelled decoder did with one frame.
 type lrFrameResult struct {
-	complete bool      // every packet arrived within lrDeadline of the send
-	decoded  bool      // complete, and its reference chain back to a keyframe too
+	complete bool      // every packet arrived in time to be used (usable)
+	decoded  bool      // complete, and the frame it refers to decoded too
 	renderAt time.Time // when it was shown (decoded frames)
 }
 
 // lrVideoModel is the subscriber's video decoder as far as timing goes.
 // Frames are decoded in order, each as soon as all its packets have arrived
-// and the frame before it is decoded. A frame still incomplete lrDeadline
-// after it was sent is given up; every frame after it is undecodable (an
-// inter frame refers to the one before) until a complete keyframe, which
-// the model asks for with a PLI at once and then every lrPLIInterval. A
-// decoded frame is rendered when decoded, but not before lrPlayoutDelay
-// after it was sent.
+// and the frame it refers to is decoded. A frame still incomplete
+// lrDeadline after it was sent is given up; every frame that refers to it,
+// directly or not, is undecodable. Without temporal layers each inter frame
+// refers to the one before, so that is every frame until a complete
+// keyframe, which the model asks for with a PLI at once and then every
+// lrPLIInterval. With temporal layers (loss_temporal_test.go) only a failed
+// TL0 frame does that; a TL1 or TL2 frame is skipped, without a PLI, when it
+// is not complete by the time the next frame that does not refer to it is
+// due. A decoded frame is rendered when decoded, but not before
+// lrPlayoutDelay after it was sent.
 //
 // The model runs on a 10 ms ticker while the benchmark runs (its PLIs change
 // what the publisher sends); its decisions use the packets' arrival times,
@@ -63,8 +67,7 @@ type lrVideoModel struct {
 	completeAt []time.Time
 	results    []lrFrameResult
 	next       int64 // next frame to decide, -1 until the first packet
-	chain      bool  // the last frame decided was decoded
-	broken     bool  // waiting for a keyframe after a failure
+	broken     bool  // waiting for a keyframe after a failed TL0 frame
 	lastRender time.Time
 	lastPLI    time.Time
 	plis       []time.Time
@@ -125,14 +128,18 @@ func (m *lrVideoModel) step(now time.Time) {
 		f := uint32(m.next)
 		m.grow(f)
 		fr := m.src.frame(f)
-		dl := fr.sentAt.Add(lrDeadline)
+		useBy := fr.sentAt.Add(lrDeadline)
+		if fr.tid > 0 {
+			useBy = fr.sentAt.Add(lrPlayoutDelay + lrSkipAfter(fr.tid))
+		}
 		c := m.completeAt[f]
-		complete := !c.IsZero() && !c.After(dl)
-		if !complete && !now.After(dl) {
+		usable := !c.IsZero() && !c.After(useBy)
+		if !usable && !now.After(useBy) {
 			break // may still complete
 		}
-		r := lrFrameResult{complete: complete}
-		if complete && (fr.key || m.chain) {
+		r := lrFrameResult{complete: usable}
+		refOK := fr.ref >= 0 && fr.ref < int64(len(m.results)) && m.results[fr.ref].decoded
+		if usable && (fr.key || refOK) {
 			r.decoded = true
 			r.renderAt = c
 			if at := fr.sentAt.Add(lrPlayoutDelay); r.renderAt.Before(at) {
@@ -142,10 +149,8 @@ func (m *lrVideoModel) step(now time.Time) {
 				r.renderAt = m.lastRender
 			}
 			m.lastRender = r.renderAt
-			m.chain = true
 			m.broken = false
-		} else {
-			m.chain = false
+		} else if fr.tid == 0 {
 			if !m.broken {
 				m.broken = true
 				m.lastPLI = time.Time{} // ask at once
@@ -202,7 +207,8 @@ func (m *lrVideoModel) stats(from, to uint32) lrVideoStats {
 			r, got = m.results[f], m.parts[f]
 		}
 		st.packetsLost += fr.parts - bits.OnesCount8(got)
-		if r.complete {
+		// complete within the deadline (a skipped TL1 or TL2 frame may be)
+		if f < uint32(len(m.completeAt)) && !m.completeAt[f].IsZero() && !m.completeAt[f].After(fr.sentAt.Add(lrDeadline)) {
 			st.complete++
 			d := m.completeAt[f].Sub(fr.sentAt)
 			completion = append(completion, d)
@@ -493,10 +499,14 @@ func (n *lrNacker) noteRepair(b []byte) {
 	if b[0]&0x10 != 0 && len(b) >= h+4 {
 		h += 4 + 4*int(binary.BigEndian.Uint16(b[h+2:h+4]))
 	}
-	if len(b) < h+2+lrIndexOffset+4 {
+	if len(b) < h+2+1 {
+		return
+	}
+	off := h + 2 + mediatest.VP8IndexOffset(b[h+2:])
+	if len(b) < off+4 {
 		return // padding, or not the source's
 	}
-	idx := binary.BigEndian.Uint32(b[h+2+lrIndexOffset:])
+	idx := binary.BigEndian.Uint32(b[off:])
 	now := time.Now()
 	n.mu.Lock()
 	if _, ok := n.repaired[idx]; !ok {

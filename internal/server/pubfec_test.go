@@ -28,7 +28,7 @@ func TestPublisherFECRepairsUplinkLoss(t *testing.T) {
 	ctx := deadline(t, 30*time.Second)
 	sub := newPeer(t, s, "room", "sub", n.api(t, lrSubIP, lrPlainCodecs))
 	pub := newPeer(t, s, "room", "pub", n.api(t, lrPubIP, lrFECPublisherCodecs))
-	video := newLRVideoSource(t, "video-pub", "stream-pub", true)
+	video := newLRVideoSource(t, "video-pub", "stream-pub", true, false)
 	senders, err := pub.c.Publish(ctx, video.Track)
 	if err != nil {
 		t.Fatal(err)
