@@ -103,7 +103,11 @@ func pct(x float64) float64 { return 100 * x }
 //     bytes the reference subscriber received, minus one: RED copies, FEC,
 //     retransmissions and their headers.
 //
-// Environment: CHORUS_LOSS_PION_NACK=1 lets the subscriber NACK with pion's
+// Environment: CHORUS_LOSS_TEMPORAL=1 gives the publisher's VP8 three
+// temporal layers, as Chrome encodes each simulcast stream, and the model
+// skips late frames nothing needs (loss_temporal_test.go);
+// CHORUS_LOSS_PUB_FEC=1 has the uplink publisher send FEC as Chrome sizes
+// it (and the server accept it); CHORUS_LOSS_PION_NACK=1 lets the subscriber NACK with pion's
 // generator instead (and leaves RTX out); CHORUS_LOSS_NO_RTX=1 leaves RTX
 // out (retransmissions then show in the trace); CHORUS_LOSS_TIMELINE=1 logs the estimate and the video
 // down track's counters every 250 ms; CHORUS_LOSS_TRACE=1 logs, for the
