@@ -33,6 +33,10 @@ type EncoderConfig struct {
 	// Mutable lists header extension elements zeroed in the FEC input, the
 	// way the receiver zeroes them (see MutableExtension).
 	Mutable []MutableExtension
+	// Format is the FEC packets' format (default ULPFEC). FlexFEC03 needs
+	// SSRC, the protected stream's.
+	Format Format
+	SSRC   uint32
 }
 
 // EncoderStats counts what an Encoder protected and produced.
@@ -40,7 +44,7 @@ type EncoderStats struct {
 	MediaPackets uint64 // packets protected
 	MediaBytes   uint64 // their sizes (whole RTP packets, before RED)
 	FECPackets   uint64
-	FECBytes     uint64 // ULPFEC payload bytes (no RTP or RED header)
+	FECBytes     uint64 // FEC payload bytes (no RTP or RED header)
 	Groups       uint64
 }
 
@@ -83,6 +87,8 @@ type Encoder struct {
 	prot      Protection
 	maxFrames int
 	muts      []MutableExtension
+	format    Format
+	ssrc      uint32
 
 	pkts    [MaxGroupSize][]byte // copies of the group's packets
 	offs    [MaxGroupSize]uint16 // their offsets from base
@@ -106,6 +112,8 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 		prot:      cfg.Protection,
 		maxFrames: cfg.MaxFrames,
 		muts:      append([]MutableExtension(nil), cfg.Mutable...),
+		format:    cfg.Format,
+		ssrc:      cfg.SSRC,
 		res:       make([][]byte, 0, MaxGroupSize+1),
 	}
 	if e.maxFrames == 0 {
@@ -286,6 +294,10 @@ func (e *Encoder) close(count int) {
 		if long {
 			hl = FECHeaderLen + LevelHeaderLong
 		}
+		flexMask := flexMaskLen(hi - lo)
+		if e.format == FlexFEC03 {
+			hl = FlexHeaderLen + flexMask
+		}
 		size := hl + plen
 		idx := len(e.res)
 		b := e.out[idx]
@@ -310,14 +322,18 @@ func (e *Encoder) close(count int) {
 			}
 			mask |= 1 << (e.offs[i] - lo)
 		}
-		b[0] &= 0x3F // E = 0, and drop the XORed version bits
-		if long {
-			b[0] |= 0x40
+		if e.format == FlexFEC03 {
+			putFlexHeader(b, lenRec, e.ssrc, e.base+lo, mask, flexMask)
+		} else {
+			b[0] &= 0x3F // E = 0, and drop the XORed version bits
+			if long {
+				b[0] |= 0x40
+			}
+			binary.BigEndian.PutUint16(b[2:], e.base+lo)
+			binary.BigEndian.PutUint16(b[8:], lenRec)
+			binary.BigEndian.PutUint16(b[10:], uint16(plen))
+			putMask(b[12:], mask, long)
 		}
-		binary.BigEndian.PutUint16(b[2:], e.base+lo)
-		binary.BigEndian.PutUint16(b[8:], lenRec)
-		binary.BigEndian.PutUint16(b[10:], uint16(plen))
-		putMask(b[12:], mask, long)
 		e.out[idx] = b
 		e.res = append(e.res, b)
 		e.stats.FECPackets++

@@ -38,6 +38,7 @@ fuzz ./fec FuzzParseHeader
 fuzz ./fec FuzzUnwrapRED
 fuzz ./fec FuzzDecoder
 fuzz ./fec FuzzRoundTrip
+fuzz ./fec FuzzParseFlexFEC03
 fuzz ./simulcast FuzzFrameSize
 fuzz ./simulcast FuzzVP9Munger
 fuzz ./recorder FuzzDepacketize

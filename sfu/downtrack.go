@@ -34,7 +34,7 @@ type DownTrackStats struct {
 	KeyframeAsks    uint64 // PLI/FIR received from the subscriber
 	LayerSwitches   uint64
 	PaddingPackets  uint64 // sent to probe for bandwidth
-	FECPackets      uint64 // ULPFEC packets sent
+	FECPackets      uint64 // FEC packets sent (ULPFEC or FlexFEC-03)
 }
 
 // DownTrack forwards one published track to one subscriber, one simulcast

@@ -13,7 +13,7 @@ import (
 // own payload types, in the SFU's order of preference (browsers send the
 // first), with audio RED first (a publisher that offers it protects its
 // uplink with it) and video RED and ULPFEC kept only with PublisherFEC (the
-// SFU decodes the FEC, upfec.go).
+// SFU decodes the FEC, upfec.go); never FlexFEC, which the SFU only sends.
 //
 // The payload types must be the offer's: pion answers with those of the
 // preference list, and the SFU's own numbering differs from browsers' (in
@@ -81,7 +81,8 @@ func (s *SFU) rankCodecs(offered []webrtc.RTPCodecParameters, noFEC bool) []webr
 			sub = 1
 		}
 		r := rank(base)
-		if r == -1 && !strings.EqualFold(base.MimeType, MimeRED) || noFEC && fecCodec(base) {
+		if r == -1 && !strings.EqualFold(base.MimeType, MimeRED) || noFEC && fecCodec(base) ||
+			strings.EqualFold(base.MimeType, MimeFlexFEC03) { // sent, never received (videofec.go)
 			continue
 		}
 		out = append(out, ranked{c, r, sub})

@@ -225,6 +225,10 @@ func supportedCodecs() []webrtc.RTPCodecParameters {
 			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}},
 		{PayloadType: 117, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeULPFEC, ClockRate: 90000}},
 		rtx(118, 116),
+		// FlexFEC-03 toward subscribers that negotiate it (videofec.go);
+		// never accepted from publishers (pubcodecs.go)
+		{PayloadType: 119, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeFlexFEC03, ClockRate: 90000,
+			SDPFmtpLine: flexFECRepairW}},
 	}
 }
 

@@ -10,16 +10,26 @@ import (
 	"github.com/chorus-sfu/chorus/fec"
 )
 
-// Video FEC toward a subscriber: ULPFEC (RFC 5109) inside RED (RFC 2198),
-// the form browsers decode. While protection is on, media packets go out
-// RED-wrapped (a browser only feeds RED packets to its FEC decoder) and,
-// after each frame, the FEC packets of the groups that closed, numbered in
-// the media's sequence space. Protection follows the subscriber's loss.
+// Video FEC toward a subscriber, in one of the two forms browsers decode:
+//   - ULPFEC (RFC 5109) inside RED (RFC 2198), what Chrome negotiates by
+//     default. While protection is on, media packets go out RED-wrapped (a
+//     browser only feeds RED packets to its FEC decoder) and, after each
+//     frame, the FEC packets of the groups that closed, numbered in the
+//     media's sequence space.
+//   - FlexFEC-03, where negotiated (Chrome behind its FlexFEC-03 field
+//     trials): media packets go out plain and the FEC packets on their own
+//     stream (the FEC SSRC pion signals with a=ssrc-group:FEC-FR), with
+//     their own sequence numbers. Preferred when both are negotiated: the
+//     media stream is untouched.
+//
+// Protection follows the subscriber's loss and round trip either way.
 
 // Video codecs for FEC.
 const (
-	MimeVideoRED = "video/red"
-	MimeULPFEC   = "video/ulpfec"
+	MimeVideoRED   = "video/red"
+	MimeULPFEC     = "video/ulpfec"
+	MimeFlexFEC03  = webrtc.MimeTypeFlexFEC03
+	flexFECRepairW = "repair-window=10000000" // 10 s, in microseconds, as libwebrtc offers it
 )
 
 // fecRTT is the round-trip time the protection policy assumes until the
@@ -37,28 +47,40 @@ func (d *DownTrack) protectionRTT() time.Duration {
 // fecState is a down track's FEC state, owned by its writer goroutine.
 type fecState struct {
 	redPT, fecPT uint8
-	twccID       uint8 // transport-wide CC extension ID (0: not negotiated)
-	enc          *fec.Encoder
-	prot         fec.Protection
-	wrap         []byte   // RED-wrapped payload being written
-	pending      [][]byte // FEC payloads waiting for the end of the frame
-	npending     int
-	ext          [1]rtp.Extension
-	twccZero     [2]byte
+	// FlexFEC-03 (flexSSRC != 0): fecPT is flexfec-03's, the FEC packets go
+	// on flexSSRC numbered by flexSeq, and redPT is unused
+	flexSSRC uint32
+	flexSeq  uint16
+	twccID   uint8 // transport-wide CC extension ID (0: not negotiated)
+	enc      *fec.Encoder
+	prot     fec.Protection
+	wrap     []byte   // RED-wrapped payload being written
+	pending  [][]byte // FEC payloads waiting for the end of the frame
+	npending int
+	ext      [1]rtp.Extension
+	twccZero [2]byte
 }
 
-// setupFEC enables FEC when the subscriber negotiated video RED and ULPFEC.
+// setupFEC enables FEC when the subscriber negotiated FlexFEC-03 (and
+// pion gave the track a FEC stream), or else video RED and ULPFEC.
 func (d *DownTrack) setupFEC(ctx webrtc.TrackLocalContext) {
-	var redPT, fecPT int = -1, -1
+	var redPT, fecPT, flexPT int = -1, -1, -1
 	for _, c := range ctx.CodecParameters() {
 		switch {
 		case strings.EqualFold(c.MimeType, MimeVideoRED):
 			redPT = int(c.PayloadType)
 		case strings.EqualFold(c.MimeType, MimeULPFEC):
 			fecPT = int(c.PayloadType)
+		case strings.EqualFold(c.MimeType, MimeFlexFEC03):
+			flexPT = int(c.PayloadType)
 		}
 	}
-	if redPT < 0 || fecPT < 0 {
+	cfg := fec.EncoderConfig{}
+	var flexSSRC uint32
+	if ssrc := uint32(ctx.SSRCForwardErrorCorrection()); flexPT >= 0 && ssrc != 0 {
+		flexSSRC, fecPT = ssrc, flexPT
+		cfg.Format, cfg.SSRC = fec.FlexFEC03, uint32(ctx.SSRC())
+	} else if redPT < 0 || fecPT < 0 {
 		d.fec.Store(nil)
 		return
 	}
@@ -70,13 +92,14 @@ func (d *DownTrack) setupFEC(ctx webrtc.TrackLocalContext) {
 			twccID = uint8(h.ID)
 		}
 	}
-	enc, err := fec.NewEncoder(fec.EncoderConfig{Mutable: fec.LibwebrtcMutable(exts)})
+	cfg.Mutable = fec.LibwebrtcMutable(exts)
+	enc, err := fec.NewEncoder(cfg)
 	if err != nil {
 		d.log.Warn("video FEC unavailable", "err", err)
 		return
 	}
-	d.fec.Store(&fecState{redPT: uint8(redPT), fecPT: uint8(fecPT), twccID: twccID, enc: enc,
-		wrap: make([]byte, 0, maxPacketSize+1)})
+	d.fec.Store(&fecState{redPT: uint8(max(redPT, 0)), fecPT: uint8(fecPT), flexSSRC: flexSSRC,
+		flexSeq: uint16(flexSSRC), twccID: twccID, enc: enc, wrap: make([]byte, 0, maxPacketSize+1)})
 }
 
 // protection updates the FEC level from the subscriber's loss, at frame
@@ -120,9 +143,13 @@ func (d *DownTrack) writeVideo(hdr CachedPacket, seq uint16, ts uint32, payload 
 	if err == nil {
 		f.keep(fecs)
 	}
-	f.wrap = fec.WrapRED(f.wrap[:0], b.pt, payload)
-	d.hdr.PayloadType = f.redPT
-	_, err = b.writer.WriteRTP(&d.hdr, f.wrap)
+	if f.flexSSRC != 0 {
+		_, err = b.writer.WriteRTP(&d.hdr, payload) // FlexFEC: the media as is
+	} else {
+		f.wrap = fec.WrapRED(f.wrap[:0], b.pt, payload)
+		d.hdr.PayloadType = f.redPT
+		_, err = b.writer.WriteRTP(&d.hdr, f.wrap)
+	}
 	if hdr.Marker {
 		d.flushFEC(b, f, ts)
 	}
@@ -154,6 +181,17 @@ func (f *fecState) keep(fecs [][]byte) {
 
 // flushFEC sends the pending FEC packets after a frame's last packet.
 func (d *DownTrack) flushFEC(b *binding, f *fecState, ts uint32) {
+	if f.flexSSRC != 0 {
+		for i := 0; i < f.npending; i++ {
+			f.flexSeq++
+			d.hdr = rtp.Header{Version: 2, PayloadType: f.fecPT, SequenceNumber: f.flexSeq, Timestamp: ts, SSRC: f.flexSSRC}
+			if _, err := b.writer.WriteRTP(&d.hdr, f.pending[i]); err == nil {
+				d.fecSent.Add(1)
+			}
+		}
+		f.npending = 0
+		return
+	}
 	for i := 0; i < f.npending; i++ {
 		seq, _ := d.rw.Insert()
 		f.wrap = fec.WrapRED(f.wrap[:0], f.fecPT, f.pending[i])
