@@ -182,7 +182,7 @@ func newBrowser(t *testing.T, w *testWriter, extra ...chromedp.ExecAllocatorOpti
 		// path (frame assembly, reference finding, keyframe requests)
 		lf, _ := os.OpenFile(f, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		opts = append(opts, chromedp.CombinedOutput(lf), chromedp.Flag("enable-logging", "stderr"),
-			chromedp.Flag("vmodule", "*rtp_vp8_ref_finder*=3,*packet_buffer*=3,*frame_buffer*=3,*video_receive_stream*=3,*rtp_video_stream_receiver*=3,*timing*=1,*frame_buffer3*=3,*video_stream_buffer_controller*=3"))
+			chromedp.Flag("vmodule", "*rtp_vp8_ref_finder*=3,*packet_buffer*=3,*frame_buffer*=3,*video_receive_stream*=3,*rtp_video_stream_receiver*=3,*timing*=1,*frame_buffer3*=3,*video_stream_buffer_controller*=3,*flexfec*=3,*forward_error_correction*=3,*ulpfec*=3"))
 	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(allocCancel) // kills the browser if the graceful close below did not

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/chorus-sfu/chorus/internal/server"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-sfu/chorus/sfu"
@@ -489,6 +491,9 @@ func (b serverView) since(a serverView) string {
 // (retransmissions, FEC packets, unanswered NACKs, keyframe requests, its
 // loss estimate).
 //
+// CHORUS_FLEXFEC=1 has the server protect the lossy subscriber's video
+// with FlexFEC instead of ULPFEC (Chromium negotiates both).
+//
 // It runs only with CHORUS_SHAPED=1, like TestBrowserRateLimitedSimulcast:
 // three Chromium instances encoding and decoding 720p on a 2-core machine
 // make freezes depend on CPU load, so it is a measurement run several
@@ -502,7 +507,10 @@ func TestBrowserLossySubscriber(t *testing.T) {
 	nft := nftTool(t)
 	n := newPathNetns(t)
 	loss := n.newLossRule(t, nft)
-	s := startServerOn(t, w, n.hostIP+":0", n.hostIP)
+	// CHORUS_FLEXFEC=1: the server protects with FlexFEC (Chromium
+	// negotiates both it and ULPFEC)
+	flexFEC := os.Getenv("CHORUS_FLEXFEC") == "1"
+	s := startServerWith(t, w, server.Config{Listen: n.hostIP + ":0", UDPIP: n.hostIP, PreferFlexFEC: flexFEC})
 	secure := chromedp.Flag("unsafely-treat-insecure-origin-as-secure", strings.TrimSuffix(s.URL(), "/"))
 	// The subscribers capture nothing, so without this the page plays their
 	// audio muted until a click and Chromium pulls no samples from it.
@@ -540,6 +548,11 @@ func TestBrowserLossySubscriber(t *testing.T) {
 
 	if st, err := lossy.lossSnapshot(); err == nil {
 		t.Logf("lossy receives video as %s, audio as %s", st.VideoCodec, st.AudioCodec)
+	}
+	if fecs, err := evaluate[string](lossy, `(() => { const pc = window.chorus && window.chorus.pcs.subscriber;
+  const sdp = pc && pc.currentLocalDescription ? pc.currentLocalDescription.sdp : '';
+  return ['flexfec-03', 'ulpfec'].filter(c => sdp.includes(' ' + c + '/')).join(', ') || 'none'; })()`); err == nil {
+		t.Logf("lossy's answer accepts video FEC: %s; the server prefers FlexFEC: %v", fecs, flexFEC)
 	}
 	// On failure, what lossy's subscriber connection negotiated (whether
 	// it asked for NACKs, RTX, RED and ULPFEC).

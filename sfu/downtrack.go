@@ -34,7 +34,7 @@ type DownTrackStats struct {
 	KeyframeAsks    uint64 // PLI/FIR received from the subscriber
 	LayerSwitches   uint64
 	PaddingPackets  uint64 // sent to probe for bandwidth
-	FECPackets      uint64 // FEC packets sent (ULPFEC or FlexFEC-03)
+	FECPackets      uint64 // FEC packets sent (ULPFEC or FlexFEC)
 }
 
 // DownTrack forwards one published track to one subscriber, one simulcast
@@ -53,6 +53,8 @@ type DownTrack struct {
 	stream  string
 	isVideo bool
 	log     *slog.Logger
+	// preferFlex: DownTrackOptions.PreferFlexFEC
+	preferFlex bool
 
 	queue chan queued
 	ctrl  chan ctrlMsg // NACKs and probes, to the writer
@@ -162,7 +164,10 @@ type DownTrackOptions struct {
 	// Retransmit bounds the retransmissions of the subscriber's connection
 	// (shared by its down tracks); nil: unbounded.
 	Retransmit *RetransmitBudget
-	Logger     *slog.Logger
+	// PreferFlexFEC protects video with FlexFEC rather than ULPFEC in RED
+	// when the subscriber negotiated both (videofec.go).
+	PreferFlexFEC bool
+	Logger        *slog.Logger
 }
 
 // NewDownTrack creates a down track of src for a subscriber and starts its
@@ -195,6 +200,7 @@ func NewDownTrack(src *PublishedTrack, o DownTrackOptions) *DownTrack {
 		dropThreshold: o.QueueSize / 2,
 		onLayer:       o.OnLayer,
 		budget:        o.Retransmit,
+		preferFlex:    o.PreferFlexFEC,
 	}
 	if d.onLayer == nil {
 		d.onLayer = func(int, string) {}

@@ -429,9 +429,8 @@ func (p *Participant) subscribe(t *PublishedTrack) bool {
 		p.sub = pc
 	}
 	trackID := t.info.ID
-	opts := DownTrackOptions{Logger: p.log, Retransmit: &p.rtxBudget, OnLayer: func(layer int, reason string) {
-		p.postLayer(trackID, layer, reason)
-	}}
+	opts := DownTrackOptions{Logger: p.log, Retransmit: &p.rtxBudget, PreferFlexFEC: p.sfu.cfg.PreferFlexFEC,
+		OnLayer: func(layer int, reason string) { p.postLayer(trackID, layer, reason) }}
 	if !p.sfu.cfg.NoBandwidthAllocation {
 		// start in the middle until the link is measured: the top layer
 		// could flood a slow link before the first estimate

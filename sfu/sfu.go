@@ -50,6 +50,11 @@ type Config struct {
 	// lowers its encoder rate by what it spends on protection; behind a
 	// lossy loopback link it decoded fewer frames with it (docs/benchmarks.md).
 	PublisherFEC bool
+	// PreferFlexFEC protects subscribers' video with FlexFEC when they
+	// negotiated both it and ULPFEC in RED (Chromium does); by default
+	// ULPFEC, which decoded as many or more frames in Chromium under loss
+	// (docs/benchmarks.md). A subscriber that negotiated only one gets it.
+	PreferFlexFEC bool
 	// OnRoomCreated, if set, is called when a room is created (with the
 	// room directory locked: it must not block or look rooms up).
 	OnRoomCreated func(*Room)

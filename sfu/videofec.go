@@ -16,11 +16,14 @@ import (
 //     browser only feeds RED packets to its FEC decoder) and, after each
 //     frame, the FEC packets of the groups that closed, numbered in the
 //     media's sequence space.
-//   - FlexFEC-03, where negotiated (Chrome behind its FlexFEC-03 field
-//     trials): media packets go out plain and the FEC packets on their own
-//     stream (the FEC SSRC pion signals with a=ssrc-group:FEC-FR), with
-//     their own sequence numbers. Preferred when both are negotiated: the
-//     media stream is untouched.
+//   - FlexFEC-03 (draft-ietf-payload-flexible-fec-scheme-03, the format
+//     libwebrtc decodes for the SDP codec "flexfec-03"; Chromium 156 offers
+//     it by default): media packets go out plain and the FEC packets on
+//     their own stream (the FEC SSRC pion signals with
+//     a=ssrc-group:FEC-FR), with their own sequence numbers. Used when it is
+//     the only one negotiated, or with DownTrackOptions.PreferFlexFEC: in
+//     Chromium, which negotiates both, ULPFEC decoded as many frames or
+//     more (docs/benchmarks.md).
 //
 // Protection follows the subscriber's loss and round trip either way.
 
@@ -61,8 +64,9 @@ type fecState struct {
 	twccZero [2]byte
 }
 
-// setupFEC enables FEC when the subscriber negotiated FlexFEC-03 (and
-// pion gave the track a FEC stream), or else video RED and ULPFEC.
+// setupFEC enables FEC: FlexFEC-03 when the subscriber negotiated it (and
+// pion gave the track a FEC stream) and not ULPFEC, or the down track
+// prefers it; else ULPFEC when it negotiated video RED and ULPFEC.
 func (d *DownTrack) setupFEC(ctx webrtc.TrackLocalContext) {
 	var redPT, fecPT, flexPT int = -1, -1, -1
 	for _, c := range ctx.CodecParameters() {
@@ -77,10 +81,11 @@ func (d *DownTrack) setupFEC(ctx webrtc.TrackLocalContext) {
 	}
 	cfg := fec.EncoderConfig{}
 	var flexSSRC uint32
-	if ssrc := uint32(ctx.SSRCForwardErrorCorrection()); flexPT >= 0 && ssrc != 0 {
+	ulp := redPT >= 0 && fecPT >= 0
+	if ssrc := uint32(ctx.SSRCForwardErrorCorrection()); flexPT >= 0 && ssrc != 0 && (d.preferFlex || !ulp) {
 		flexSSRC, fecPT = ssrc, flexPT
 		cfg.Format, cfg.SSRC = fec.FlexFEC03, uint32(ctx.SSRC())
-	} else if redPT < 0 || fecPT < 0 {
+	} else if !ulp {
 		d.fec.Store(nil)
 		return
 	}

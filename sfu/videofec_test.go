@@ -13,20 +13,23 @@ import (
 	"github.com/chorus-sfu/chorus/fec"
 )
 
-// fecCtx is a subscriber that negotiated VP8 (100), video RED (116) and
-// ULPFEC (117), and with flex FlexFEC-03 (119) too, which pion gives a FEC
-// stream (5555).
+// fecCtx is a subscriber that negotiated VP8 (100), with ulp video RED
+// (116) and ULPFEC (117), with flex FlexFEC-03 (119), which pion gives a
+// FEC stream (5555).
 type fecCtx struct {
 	fakeCtx
-	flex bool
+	ulp, flex bool
 }
 
 func (c fecCtx) CodecParameters() []webrtc.RTPCodecParameters {
 	v := vp8Codec
 	v.PayloadType = 100
-	cs := []webrtc.RTPCodecParameters{v,
-		{PayloadType: 116, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeVideoRED, ClockRate: 90000}},
-		{PayloadType: 117, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeULPFEC, ClockRate: 90000}}}
+	cs := []webrtc.RTPCodecParameters{v}
+	if c.ulp {
+		cs = append(cs,
+			webrtc.RTPCodecParameters{PayloadType: 116, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeVideoRED, ClockRate: 90000}},
+			webrtc.RTPCodecParameters{PayloadType: 117, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeULPFEC, ClockRate: 90000}})
+	}
 	if c.flex {
 		cs = append(cs, webrtc.RTPCodecParameters{PayloadType: 119,
 			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: MimeFlexFEC03, ClockRate: 90000}})
@@ -88,19 +91,28 @@ func (w *wireWriter) waitMedia(t *testing.T, ssrc uint32, n int) ([]rtp.Packet, 
 	}
 }
 
-// A subscriber that negotiated FlexFEC-03 gets, at 20 % loss and a 50 ms
+// A subscriber protected with FlexFEC-03 gets, at 20 % loss and a 50 ms
 // round trip, its media plain (no RED) and numbered without gaps, and FEC
 // packets on the FEC stream, numbered on their own, that rebuild each
-// packet they protect from the others exactly as it was sent. Without
-// FlexFEC the same subscriber gets ULPFEC in RED.
+// packet they protect from the others exactly as it was sent. FlexFEC is
+// used when it is the only FEC negotiated, or when preferred; else ULPFEC
+// in RED.
 func TestDownTrackFlexFEC(t *testing.T) {
-	for _, flex := range []bool{true, false} {
+	for _, c := range []struct {
+		ulp, flex, prefer, wantFlex bool
+	}{
+		{ulp: false, flex: true, wantFlex: true},
+		{ulp: true, flex: true, prefer: true, wantFlex: true},
+		{ulp: true, flex: true, wantFlex: false},
+		{ulp: true, flex: false, prefer: true, wantFlex: false},
+	} {
+		flex := c.wantFlex
 		up := newVideoUp(nil)
 		up.ssrc.Store(1234)
 		pt := published(up)
-		d := NewDownTrack(pt, DownTrackOptions{})
+		d := NewDownTrack(pt, DownTrackOptions{PreferFlexFEC: c.prefer})
 		w := &wireWriter{}
-		if _, err := d.Bind(fecCtx{fakeCtx: fakeCtx{w: w, ssrc: 4242}, flex: flex}); err != nil {
+		if _, err := d.Bind(fecCtx{fakeCtx: fakeCtx{w: w, ssrc: 4242}, ulp: c.ulp, flex: c.flex}); err != nil {
 			t.Fatal(err)
 		}
 		pt.attach(d)
@@ -144,10 +156,13 @@ func TestDownTrackFlexFEC(t *testing.T) {
 				lastFEC = p
 				fecs = append(fecs, p.Payload)
 			default:
-				t.Fatalf("flex %v: packet on SSRC %d, payload type %d", flex, p.SSRC, p.PayloadType)
+				t.Fatalf("%+v: packet on SSRC %d, payload type %d", c, p.SSRC, p.PayloadType)
 			}
 		}
 		if !flex {
+			if d.Stats().FECPackets == 0 {
+				t.Fatalf("%+v: no ULPFEC sent", c)
+			}
 			continue
 		}
 		if len(fecs) == 0 || d.Stats().FECPackets != uint64(len(fecs)) {

@@ -33,6 +33,7 @@ type options struct {
 	logLevel string
 	bwe      bool
 	pubFEC   bool
+	flexFEC  bool
 
 	apiKey    string
 	apiSecret string
@@ -80,6 +81,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.bwe, "bwe", true, "limit each subscriber's simulcast layers to its estimated bandwidth")
 	fs.BoolVar(&o.pubFEC, "publisher-fec", false, "let publishers protect their video with FEC (RED+ULPFEC), which the server decodes")
+	fs.BoolVar(&o.flexFEC, "prefer-flexfec", false, "protect subscribers' video with FlexFEC rather than ULPFEC when they support both")
 	fs.StringVar(&o.apiKey, "api-key", "chorus", "name of the API key whose secret is --api-secret")
 	fs.StringVar(&o.apiSecret, "api-secret", "", "secret (32 bytes or more) that signs access tokens; without keys the server only runs on loopback")
 	fs.StringVar(&o.keys, "keys", "", "more API keys as comma-separated name:secret pairs (YAML: a map)")

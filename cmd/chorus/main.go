@@ -123,7 +123,7 @@ func serverConfig(o options, log *slog.Logger) (server.Config, error) {
 		return cfg, fmt.Errorf("--client-recording: %q is not true, false or auto", o.clientRecording)
 	}
 	cfg = server.Config{Listen: o.listen, TLSCert: o.tlsCert, TLSKey: o.tlsKey, UDPPort: o.udpPort, UDPIP: o.udpIP,
-		ICETCPPort: o.tcpPort, NAT1To1IPs: nat, NoBandwidthAllocation: !o.bwe, PublisherFEC: o.pubFEC, Recording: rec, Keys: keys,
+		ICETCPPort: o.tcpPort, NAT1To1IPs: nat, NoBandwidthAllocation: !o.bwe, PublisherFEC: o.pubFEC, PreferFlexFEC: o.flexFEC, Recording: rec, Keys: keys,
 		Limits: o.limits, Chat: o.chat, Data: o.data, AdminListen: o.adminListen, LocalOnly: len(keys) == 0, Logger: log}
 	if o.webhookURLs != "" {
 		secret, err := secretOr(o.webhookSecret, o.apiSecret, "--webhook-urls needs --webhook-secret (or --api-secret) to sign the events")

@@ -39,8 +39,8 @@ type Config struct {
 	KeyframeInterval time.Duration
 	// NoBandwidthAllocation: see sfu.Config.
 	NoBandwidthAllocation bool
-	// PublisherFEC: see sfu.Config.
-	PublisherFEC bool
+	// PublisherFEC, PreferFlexFEC: see sfu.Config.
+	PublisherFEC, PreferFlexFEC bool
 	// Net: see sfu.Config (media on another network, e.g. a pion vnet).
 	Net transport.Net
 	// ICETCPPort: see sfu.Config.TCPPort (0: ICE over TCP off, -1: ephemeral).
@@ -145,7 +145,7 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 	s, err := sfu.New(sfu.Config{UDPPort: cfg.UDPPort, UDPIP: cfg.UDPIP, NAT1To1IPs: cfg.NAT1To1IPs, TCPPort: cfg.ICETCPPort,
-		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, PublisherFEC: cfg.PublisherFEC, Net: cfg.Net, Logger: cfg.Logger,
+		KeyframeInterval: cfg.KeyframeInterval, NoBandwidthAllocation: cfg.NoBandwidthAllocation, PublisherFEC: cfg.PublisherFEC, PreferFlexFEC: cfg.PreferFlexFEC, Net: cfg.Net, Logger: cfg.Logger,
 		OnRoomCreated: onRoom, Data: cfg.Data})
 	if err != nil {
 		if rec != nil {
