@@ -4,6 +4,13 @@
 // between versions and must come from the negotiated SDP, so every function
 // here takes them as parameters).
 //
+// The Encoder also writes FlexFEC-03 (Format FlexFEC03, flexfec.go): the
+// same XOR with the header of draft-ietf-payload-flexible-fec-scheme-03, sent
+// on a stream of its own. Chromium 156 offers "flexfec-03" by default and
+// decodes that header (its log says "FlexFEC03 packet protecting multiple
+// media SSRCs ... discarding" for the RFC 8627 header, which has no SSRC
+// count, and "Recovered media packet ... from FlexFEC stream" for this one).
+//
 // What a libwebrtc (Chrome) receiver expects, checked against its receive
 // path (RtpVideoStreamReceiver2, UlpfecReceiver, ForwardErrorCorrection,
 // UlpfecHeaderReader):
