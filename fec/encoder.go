@@ -48,7 +48,9 @@ type EncoderStats struct {
 	Groups       uint64
 }
 
-// Encoder produces ULPFEC (RFC 5109, level 0 only) for one media stream.
+// Encoder produces ULPFEC (RFC 5109, level 0 only), or FlexFEC-03 with
+// EncoderConfig.Format (flexfec.go: the same groups and XOR, another
+// header), for one media stream.
 //
 // Media packets are added one at a time, in sequence order, exactly as they
 // are sent (after sequence number and timestamp rewriting, with the media
@@ -77,9 +79,10 @@ type EncoderStats struct {
 // Each FEC packet's SN base is the lowest sequence number it protects and its
 // L bit is set only if its own span exceeds 16 sequence numbers.
 //
-// The FEC packet must be sent as RED (block PT = the ulpfec payload type) on
-// the media SSRC with its own sequence number from the same sequence space
-// as the media, after the packets it protects; see the package documentation.
+// A ULPFEC packet must be sent as RED (block PT = the ulpfec payload type)
+// on the media SSRC with its own sequence number from the same sequence
+// space as the media, after the packets it protects; see the package
+// documentation. A FlexFEC-03 packet goes on its own stream.
 //
 // An Encoder is not safe for concurrent use. It does not allocate once its
 // buffers have grown to the largest packet and group seen.
@@ -107,6 +110,9 @@ type Encoder struct {
 func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	if err := cfg.Protection.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Format != ULPFEC && cfg.Format != FlexFEC03 {
+		return nil, ErrFormat
 	}
 	e := &Encoder{
 		prot:      cfg.Protection,
@@ -153,7 +159,8 @@ func (e *Encoder) Reset() {
 }
 
 // Add protects one media packet (a whole RTP packet, see Encoder). It
-// returns the FEC payloads (ULPFEC header, level 0 header, XOR payload) of
+// returns the FEC payloads (ULPFEC header and level 0 header, or FlexFEC-03
+// header; then the XOR payload) of
 // any group this packet closed, in the order to send them. The returned
 // slices belong to the Encoder and are valid until its next Add, AddHeader or
 // Flush; the packet itself is copied.

@@ -74,7 +74,7 @@ func putFlexHeader(b []byte, lenRec uint16, ssrc uint32, snBase uint16, mask uin
 		return
 	}
 	binary.BigEndian.PutUint16(b[18:], c0)
-	c1 := uint32(m<<flexMask0Bits>>(64-(flexMask1Bits-flexMask0Bits))) // bits 15-45
+	c1 := uint32(m << flexMask0Bits >> (64 - (flexMask1Bits - flexMask0Bits))) // bits 15-45
 	if maskLen == 6 {
 		binary.BigEndian.PutUint32(b[20:], 0x80000000|c1)
 		return
@@ -96,8 +96,9 @@ type FlexHeader struct {
 	Payload        []byte   // the XOR of what follows their fixed headers
 }
 
-// Errors of ParseFlexFEC03 and RecoverFlexFEC03.
+// Errors of ParseFlexFEC03, RecoverFlexFEC03 and NewEncoder.
 var (
+	ErrFormat      = errors.New("fec: unknown FEC format")
 	ErrFlexHeader  = errors.New("fec: malformed FlexFEC-03 header")
 	ErrFlexMissing = errors.New("fec: FlexFEC packet needs exactly one of its packets missing")
 )

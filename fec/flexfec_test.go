@@ -3,6 +3,7 @@ package fec
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -67,6 +68,12 @@ func TestFlexFEC03RecoversEachLoss(t *testing.T) {
 				t.Fatalf("n=%d m=%d: FEC packets cover %d packets", n, m, covered)
 			}
 		}
+	}
+}
+
+func TestEncoderRefusesUnknownFormat(t *testing.T) {
+	if _, err := NewEncoder(EncoderConfig{Format: Format(7)}); !errors.Is(err, ErrFormat) {
+		t.Fatalf("format 7: %v, want ErrFormat", err)
 	}
 }
 

@@ -53,7 +53,8 @@ type Config struct {
 	// PreferFlexFEC protects subscribers' video with FlexFEC when they
 	// negotiated both it and ULPFEC in RED (Chromium does); by default
 	// ULPFEC, which decoded as many or more frames in Chromium under loss
-	// (docs/benchmarks.md). A subscriber that negotiated only one gets it.
+	// (docs/benchmarks.md). A subscriber that negotiated only one gets it
+	// (FlexFEC only when pion gave the track a FEC stream).
 	PreferFlexFEC bool
 	// OnRoomCreated, if set, is called when a room is created (with the
 	// room directory locked: it must not block or look rooms up).

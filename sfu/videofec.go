@@ -142,19 +142,25 @@ func (d *DownTrack) writeVideo(hdr CachedPacket, seq uint16, ts uint32, payload 
 	d.hdr = rtp.Header{Version: 2, Marker: hdr.Marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts,
 		SSRC: b.ssrc, Padding: hdr.PaddingSize > 0, PaddingSize: hdr.PaddingSize}
 	f.addTWCC(&d.hdr)
-	// the FEC covers the packet as the receiver rebuilds it from the RED
-	// one: the media payload type and payload, the header as sent
-	fecs, err := f.enc.AddHeader(&d.hdr, payload)
-	if err == nil {
+	// the FEC covers the packet as the receiver sees it (for ULPFEC, as it
+	// rebuilds it from the RED one): the media payload type and payload,
+	// the header as sent
+	fecs, ferr := f.enc.AddHeader(&d.hdr, payload)
+	if f.flexSSRC != 0 {
+		// FlexFEC: the media as is, then the FEC of any group it closed
+		// (FEC packets have a sequence space of their own)
+		_, err := b.writer.WriteRTP(&d.hdr, payload)
+		if ferr == nil {
+			d.writeFlexFEC(b, f, ts, fecs)
+		}
+		return err == nil
+	}
+	if ferr == nil {
 		f.keep(fecs)
 	}
-	if f.flexSSRC != 0 {
-		_, err = b.writer.WriteRTP(&d.hdr, payload) // FlexFEC: the media as is
-	} else {
-		f.wrap = fec.WrapRED(f.wrap[:0], b.pt, payload)
-		d.hdr.PayloadType = f.redPT
-		_, err = b.writer.WriteRTP(&d.hdr, f.wrap)
-	}
+	f.wrap = fec.WrapRED(f.wrap[:0], b.pt, payload)
+	d.hdr.PayloadType = f.redPT
+	_, err := b.writer.WriteRTP(&d.hdr, f.wrap)
 	if hdr.Marker {
 		d.flushFEC(b, f, ts)
 	}
@@ -172,8 +178,8 @@ func (f *fecState) addTWCC(h *rtp.Header) {
 	_ = h.SetExtension(f.twccID, f.twccZero[:])
 }
 
-// keep copies FEC payloads until the frame ends: a packet of the SFU's own
-// inside a frame's sequence range would make the frame unassemblable.
+// keep copies ULPFEC payloads until the frame ends: a packet of the SFU's
+// own inside a frame's sequence range would make the frame unassemblable.
 func (f *fecState) keep(fecs [][]byte) {
 	for _, p := range fecs {
 		if f.npending == len(f.pending) {
@@ -184,19 +190,20 @@ func (f *fecState) keep(fecs [][]byte) {
 	}
 }
 
-// flushFEC sends the pending FEC packets after a frame's last packet.
-func (d *DownTrack) flushFEC(b *binding, f *fecState, ts uint32) {
-	if f.flexSSRC != 0 {
-		for i := 0; i < f.npending; i++ {
-			f.flexSeq++
-			d.hdr = rtp.Header{Version: 2, PayloadType: f.fecPT, SequenceNumber: f.flexSeq, Timestamp: ts, SSRC: f.flexSSRC}
-			if _, err := b.writer.WriteRTP(&d.hdr, f.pending[i]); err == nil {
-				d.fecSent.Add(1)
-			}
+// writeFlexFEC sends FlexFEC payloads on the FEC stream.
+func (d *DownTrack) writeFlexFEC(b *binding, f *fecState, ts uint32, fecs [][]byte) {
+	for _, p := range fecs {
+		f.flexSeq++
+		d.hdr = rtp.Header{Version: 2, PayloadType: f.fecPT, SequenceNumber: f.flexSeq, Timestamp: ts, SSRC: f.flexSSRC}
+		f.addTWCC(&d.hdr) // the interceptor's slot, without allocating
+		if _, err := b.writer.WriteRTP(&d.hdr, p); err == nil {
+			d.fecSent.Add(1)
 		}
-		f.npending = 0
-		return
 	}
+}
+
+// flushFEC sends the pending ULPFEC packets after a frame's last packet.
+func (d *DownTrack) flushFEC(b *binding, f *fecState, ts uint32) {
 	for i := 0; i < f.npending; i++ {
 		seq, _ := d.rw.Insert()
 		f.wrap = fec.WrapRED(f.wrap[:0], f.fecPT, f.pending[i])

@@ -19,6 +19,7 @@ import (
 type fecCtx struct {
 	fakeCtx
 	ulp, flex bool
+	noFECSSRC bool // pion gave no FEC stream
 }
 
 func (c fecCtx) CodecParameters() []webrtc.RTPCodecParameters {
@@ -38,7 +39,7 @@ func (c fecCtx) CodecParameters() []webrtc.RTPCodecParameters {
 }
 
 func (c fecCtx) SSRCForwardErrorCorrection() webrtc.SSRC {
-	if c.flex {
+	if c.flex && !c.noFECSSRC {
 		return 5555
 	}
 	return 0
@@ -99,12 +100,15 @@ func (w *wireWriter) waitMedia(t *testing.T, ssrc uint32, n int) ([]rtp.Packet, 
 // in RED.
 func TestDownTrackFlexFEC(t *testing.T) {
 	for _, c := range []struct {
-		ulp, flex, prefer, wantFlex bool
+		ulp, flex, noFECSSRC, prefer bool
+		wantFlex, wantNone           bool
 	}{
 		{ulp: false, flex: true, wantFlex: true},
 		{ulp: true, flex: true, prefer: true, wantFlex: true},
 		{ulp: true, flex: true, wantFlex: false},
 		{ulp: true, flex: false, prefer: true, wantFlex: false},
+		{ulp: true, flex: true, noFECSSRC: true, prefer: true, wantFlex: false},
+		{ulp: false, flex: true, noFECSSRC: true, wantNone: true},
 	} {
 		flex := c.wantFlex
 		up := newVideoUp(nil)
@@ -112,7 +116,7 @@ func TestDownTrackFlexFEC(t *testing.T) {
 		pt := published(up)
 		d := NewDownTrack(pt, DownTrackOptions{PreferFlexFEC: c.prefer})
 		w := &wireWriter{}
-		if _, err := d.Bind(fecCtx{fakeCtx: fakeCtx{w: w, ssrc: 4242}, ulp: c.ulp, flex: c.flex}); err != nil {
+		if _, err := d.Bind(fecCtx{fakeCtx: fakeCtx{w: w, ssrc: 4242}, ulp: c.ulp, flex: c.flex, noFECSSRC: c.noFECSSRC}); err != nil {
 			t.Fatal(err)
 		}
 		pt.attach(d)
@@ -133,6 +137,10 @@ func TestDownTrackFlexFEC(t *testing.T) {
 		for i := range pkts {
 			p := &pkts[i]
 			switch {
+			case p.SSRC == 4242 && c.wantNone:
+				if p.PayloadType != 100 {
+					t.Fatalf("no FEC: media packet with payload type %d, want VP8 (100)", p.PayloadType)
+				}
 			case p.SSRC == 4242 && !flex:
 				if p.PayloadType != 116 {
 					t.Fatalf("ULPFEC: media packet with payload type %d, want RED (116)", p.PayloadType)
@@ -158,6 +166,12 @@ func TestDownTrackFlexFEC(t *testing.T) {
 			default:
 				t.Fatalf("%+v: packet on SSRC %d, payload type %d", c, p.SSRC, p.PayloadType)
 			}
+		}
+		if c.wantNone {
+			if d.Stats().FECPackets != 0 {
+				t.Fatalf("%+v: %d FEC packets sent", c, d.Stats().FECPackets)
+			}
+			continue
 		}
 		if !flex {
 			if d.Stats().FECPackets == 0 {
