@@ -639,11 +639,10 @@ func (p *Participant) measurePublisherRTT() {
 	if pc == nil {
 		return
 	}
-	for _, s := range pc.GetStats() {
-		cp, ok := s.(webrtc.ICECandidatePairStats)
-		if ok && cp.Nominated && cp.CurrentRoundTripTime > 0 {
-			p.pubRTT.Store(int64(cp.CurrentRoundTripTime * float64(time.Second)))
-			return
-		}
+	// Only the selected pair is read: PeerConnection.GetStats races with
+	// Close inside pion (it reads the stats getter Close clears unlocked).
+	cp, ok := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
+	if ok && cp.CurrentRoundTripTime > 0 {
+		p.pubRTT.Store(int64(cp.CurrentRoundTripTime * float64(time.Second)))
 	}
 }

@@ -173,6 +173,32 @@ func TestRTCPReportsFlow(t *testing.T) {
 	}
 }
 
+// The publisher connection's round trip is measured from ICE checks; it
+// paces the SFU's NACKs to publishers.
+func TestPublisherRTTMeasured(t *testing.T) {
+	s := startServer(t)
+	ctx := deadline(t, 30*time.Second)
+	pub := newPeer(t, s, "room", "pub", nil)
+	audio := audioSource(t, "pub")
+	pub.publish(ctx, audio)
+	pump(t, audio, 20*time.Millisecond)
+	r, _ := s.SFU().Rooms().Get("room")
+	p, ok := r.FindParticipant("pub")
+	if !ok {
+		t.Fatal("publisher not in the room")
+	}
+	for p.PublisherRTT() <= 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("publisher RTT never measured")
+		case <-time.After(50 * time.Millisecond): // polling interval
+		}
+	}
+	if rtt := p.PublisherRTT(); rtt > time.Second {
+		t.Fatalf("loopback RTT %v", rtt)
+	}
+}
+
 // VP9 and H264 are forwarded when publisher and subscriber both offer them.
 func TestForwardsVP9AndH264(t *testing.T) {
 	s := startServer(t)
