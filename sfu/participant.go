@@ -72,6 +72,10 @@ type Participant struct {
 	done         chan struct{} // closed by Close: stops the control loop
 
 	pubRTT atomic.Int64 // nanoseconds: see PublisherRTT
+	// pubICEUp: the publisher connection's ICE has connected. pion's ICE
+	// transport sets its gatherer unlocked when it starts, so its stats
+	// are read only after this.
+	pubICEUp atomic.Bool
 }
 
 func newParticipant(s *SFU, r *Room, o JoinOptions) *Participant {
@@ -145,6 +149,11 @@ func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) { _ = dc.Close() })
 	if target == TargetPublisher {
 		pc.OnTrack(p.onTrack)
+		pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+			if s == webrtc.ICEConnectionStateConnected {
+				p.pubICEUp.Store(true)
+			}
+		})
 	} else {
 		pc.OnNegotiationNeeded(func() {
 			if p.autoSubscribe || p.wantsData {
@@ -636,7 +645,7 @@ func (p *Participant) measurePublisherRTT() {
 	p.mu.Lock()
 	pc := p.pub
 	p.mu.Unlock()
-	if pc == nil {
+	if pc == nil || !p.pubICEUp.Load() {
 		return
 	}
 	// Only the selected pair is read: PeerConnection.GetStats races with
