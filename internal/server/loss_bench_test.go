@@ -109,7 +109,8 @@ func pct(x float64) float64 { return 100 * x }
 // CHORUS_LOSS_PUB_FEC=1 has the uplink publisher send FEC as Chrome sizes
 // it (and the server accept it); CHORUS_LOSS_PION_NACK=1 lets the subscriber NACK with pion's
 // generator instead (and leaves RTX out); CHORUS_LOSS_NO_RTX=1 leaves RTX
-// out (retransmissions then show in the trace); CHORUS_LOSS_TIMELINE=1 logs the estimate and the video
+// out (retransmissions then show in the trace); CHORUS_LOSS_WINDOW=60s
+// measures a longer window than lrMeasure; CHORUS_LOSS_TIMELINE=1 logs the estimate and the video
 // down track's counters every 250 ms; CHORUS_LOSS_TRACE=1 logs, for the
 // incomplete frames, when each packet was sent on the lossy leg, dropped,
 // NACKed and received.
@@ -147,6 +148,20 @@ func BenchmarkLossResilience(b *testing.B) {
 	}
 }
 
+// lrWindow is lrMeasure, or CHORUS_LOSS_WINDOW (a Go duration, such as
+// 60s) for rows measured longer than the table's.
+func lrWindow(b *testing.B) time.Duration {
+	v := os.Getenv("CHORUS_LOSS_WINDOW")
+	if v == "" {
+		return lrMeasure
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		b.Fatalf("CHORUS_LOSS_WINDOW=%q: want a positive duration", v)
+	}
+	return d
+}
+
 // runLossRow runs one configuration and measures it.
 func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	leg := lrLeg{lrSFUIP, lrSubIP}
@@ -164,7 +179,7 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = s.Close() })
-	ctx := deadline(b, 90*time.Second)
+	ctx := deadline(b, 75*time.Second+lrWindow(b)) // 90 s for the table's rows
 	stalls := startLRStalls(b)
 
 	// the subscriber NACKs as a browser does, unless asked to use pion's
@@ -296,7 +311,7 @@ func runLossRow(b *testing.B, uplink bool, lossPct int) lrRow {
 	audioDT0, videoDT0 := lrDownTrackStats(sp)
 	_, _, rebuilt0 := sv.FECStats()
 	nacks0 := nacker.nacked()
-	lrWait(b, ctx, lrMeasure)
+	lrWait(b, ctx, lrWindow(b))
 	w1, a1, v1 := time.Now(), audio.Next(), video.next()
 	up1 := upVideo()
 	audioDT1, videoDT1 := lrDownTrackStats(sp)
