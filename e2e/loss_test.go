@@ -64,14 +64,38 @@ const (
 	minControlShare = 0.9
 )
 
-// lossLevels are the loss levels in the order applied, and whether the test
-// holds the lossy subscriber to maxDecodeGap, minFrameShare and
-// maxConcealed there; the others are measured and logged only. 0% is the
-// baseline: failing there means the set-up or the machine, not loss.
-var lossLevels = []struct {
+// lossLevel is a loss level, and whether the test holds the lossy side to
+// maxDecodeGap, minFrameShare and maxConcealed there; the others are
+// measured and logged only. 0% is the baseline: failing there means the
+// set-up or the machine, not loss.
+type lossLevel struct {
 	percent  int
 	asserted bool
-}{{0, true}, {20, true}, {40, false}}
+}
+
+// assertedLoss: the levels held to the bounds, wherever they come in
+// CHORUS_LOSS_LEVELS.
+var assertedLoss = map[int]bool{0: true, 20: true}
+
+// lossLevels are the levels in the order applied: 0, 20 and 40 %, or
+// CHORUS_LOSS_LEVELS (comma-separated percentages, such as 0,40,60,80) to
+// measure others.
+func lossLevels(t *testing.T) []lossLevel {
+	t.Helper()
+	v := os.Getenv("CHORUS_LOSS_LEVELS")
+	if v == "" {
+		return []lossLevel{{0, true}, {20, true}, {40, false}}
+	}
+	var out []lossLevel
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 100 {
+			t.Fatalf("CHORUS_LOSS_LEVELS=%q: want percentages 0-100, comma-separated", v)
+		}
+		out = append(out, lossLevel{n, assertedLoss[n]})
+	}
+	return out
+}
 
 // lossRule is the nftables table that drops packets arriving at the
 // namespace's veth end.
@@ -477,7 +501,7 @@ func (b serverView) since(a serverView) string {
 // and audio) is watched by two Chromium subscribers: "free" on the host,
 // the control, and "lossy" in a network namespace whose veth drops a share
 // of the UDP packets arriving from the server (nftables, at random). The
-// loss goes 0%, 20%, 40%, lossWindow each. At 0% and 20% the lossy
+// loss goes 0%, 20%, 40% (or lossLevels), lossWindow each. At 0% and 20% the lossy
 // subscriber keeps decoding video (no gap longer than maxDecodeGap), decodes
 // at least minFrameShare of the control's frames over the same window, and
 // keeps receiving audio (no gap in audio packets longer than maxDecodeGap,
@@ -582,7 +606,7 @@ func TestBrowserLossySubscriber(t *testing.T) {
 	}
 
 	var phases []*lossPhase
-	for _, lv := range lossLevels {
+	for _, lv := range lossLevels(t) {
 		ph := &lossPhase{percent: lv.percent}
 		sv0 := viewOf(s, room, "lossy")
 		loss.set(t, lv.percent)

@@ -86,8 +86,8 @@ func (b pubLossState) videoDelta(a pubLossState, k string) float64 {
 }
 
 // TestBrowserLossyPublisher: a Chromium publisher in a network namespace
-// whose packets to the server are dropped at random (0%, 20%, 40%,
-// lossWindow each), watched by a Chromium subscriber on the host. At 0%
+// whose packets to the server are dropped at random (0%, 20%, 40% or
+// lossLevels, lossWindow each), watched by a Chromium subscriber on the host. At 0%
 // and 20% the subscriber keeps decoding video (no gap over maxDecodeGap),
 // decodes at least minFrameShare of the frames the publisher encoded, and
 // conceals at most maxConcealed of its audio samples; at 20% the publisher
@@ -157,7 +157,7 @@ func TestBrowserLossyPublisher(t *testing.T) {
 		fec, rebuilt, repairs      uint64
 	}
 	var rows []row
-	for _, lv := range lossLevels {
+	for _, lv := range lossLevels(t) {
 		loss.set(t, lv.percent)
 		phaseStart := time.Now()
 		s0, p0 := subSnap(), pubSnap()
