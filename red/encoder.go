@@ -142,7 +142,7 @@ const (
 	// minLoss is the loss below which DistanceForLoss sends no copies.
 	minLoss = 0.01
 	// maxAutoDistance is the largest distance DistanceForLoss returns.
-	maxAutoDistance = 10
+	maxAutoDistance = MaxDistance
 )
 
 // DistanceForLoss maps a packet loss fraction (0..1, as measured from the
@@ -160,16 +160,18 @@ const (
 //	30%      3            99.2%
 //	40%      5            99.6%
 //	60%      9            99.4%
-//	80%      10           91.4% (99% would need d=20)
+//	80%      12           94.5% (99% would need d=20)
 //
 // Below minLoss (1%) it is 0: no copies on a clean path, and none on a
 // congested one either (callers pass the loss that is not congestion:
 // copies would add to it). From 1% on it is at least 1.
 //
-// The maximum is 10: each copy adds the audio bitrate once more, so at the
-// top a subscriber receives eleven times the audio bitrate; that is what
-// keeps speech intelligible at 80% random loss, the bar Chorus sets
-// itself. Loss from congestion is the bandwidth estimator's business (it
+// The maximum is MaxDistance, 12: each copy adds the audio bitrate once
+// more, so at the top a subscriber receives thirteen times the audio
+// bitrate (about 420 kbit/s for 32 kbit/s Opus); that is what keeps speech
+// intelligible at 80% random loss, the bar Chorus sets itself. (The last
+// copy is 240 ms old: a receiver's jitter buffer that has seen such late
+// copies holds that much.) Loss from congestion is the bandwidth estimator's business (it
 // lowers video first); the copies are counted in the audio's demand.
 func DistanceForLoss(loss float64) int {
 	if math.IsNaN(loss) || loss < minLoss {

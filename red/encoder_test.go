@@ -215,7 +215,7 @@ func TestDistanceForLoss(t *testing.T) {
 			t.Fatalf("loss %.2f: distance %d leaves %.2f%% lost", p, d, 100*residual)
 		}
 	}
-	for p, want := range map[float64]int{0: 0, 0.005: 0, 0.01: 1, 0.05: 1, 0.10: 1, 0.15: 2, 0.20: 2, 0.29: 3, 0.30: 3, 0.40: 5, 0.6: 9, 0.8: 10} {
+	for p, want := range map[float64]int{0: 0, 0.005: 0, 0.01: 1, 0.05: 1, 0.10: 1, 0.15: 2, 0.20: 2, 0.29: 3, 0.30: 3, 0.40: 5, 0.6: 9, 0.8: 12} {
 		if d := DistanceForLoss(p); d != want {
 			t.Fatalf("DistanceForLoss(%v) = %d, want %d", p, d, want)
 		}

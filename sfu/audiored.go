@@ -188,15 +188,37 @@ func rttFromReport(rr rtcp.ReceptionReport, now time.Time) (time.Duration, bool)
 func (d *DownTrack) RTT() time.Duration { return time.Duration(d.rtt.Load()) }
 
 // lossRate is the loss redundancy (audio RED, video FEC) should cover on
-// this track (0..1): the subscriber's reported loss, but no more than the
-// connection's inherent loss when the bandwidth estimator knows it. Loss
-// from congestion is not covered: more redundancy would only add to it.
+// this track (0..1): the larger of the subscriber's reported loss and the
+// connection's (SetPathLoss), but no more than the connection's inherent
+// loss when the bandwidth estimator knows it. Loss from congestion is not
+// covered: more redundancy would only add to it. Audio is the exception up
+// to audioCongestedLoss: its copies are a few tens of kbit/s, and speech
+// lost at the onset of loss, before the estimator has told a lossy path
+// from a congested one, is what users hear.
 func (d *DownTrack) lossRate() float64 {
-	rr := math.Float64frombits(d.loss.Load())
+	loss := max(math.Float64frombits(d.loss.Load()), math.Float64frombits(d.pathLoss.Load()))
 	if inh := d.inherentLoss.Load(); inh != nil {
-		return min(rr, *inh)
+		limit := *inh
+		if !d.isVideo {
+			limit = max(limit, audioCongestedLoss)
+		}
+		return min(loss, limit)
 	}
-	return rr
+	return loss
+}
+
+// audioCongestedLoss is the loss audio redundancy may cover whatever the
+// estimator says of congestion: two RED copies (red.DistanceForLoss, after
+// redundancyLoss's margin).
+const audioCongestedLoss = 0.18
+
+// SetPathLoss gives the connection's recent loss, from transport-wide
+// feedback (about every 100 ms); called by the subscriber's control loop.
+// Receiver reports come every 1 s for video and every 5 s for audio from
+// Chromium: without this, a track's redundancy would follow loss that
+// starts only seconds later.
+func (d *DownTrack) SetPathLoss(loss float64) {
+	d.pathLoss.Store(math.Float64bits(min(max(loss, 0), 1)))
 }
 
 // SetInherentLoss caps the loss redundancy covers (see lossRate); called by

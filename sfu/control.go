@@ -137,23 +137,25 @@ func (p *Participant) allocate(now time.Time) {
 	}
 	var estimate int
 	var estimated bool
-	var inherent float64
+	var inherent, pathLoss float64
 	var congested bool
 	p.bw.with(func(e *bwe.Estimator) {
 		e.CheckFeedback(now)
 		estimate, estimated = e.Estimate(), e.HasFeedback()
 		st := e.Stats()
-		inherent, congested = st.InherentLoss, st.Congested
+		inherent, congested, pathLoss = st.InherentLoss, st.Congested, st.Loss
 	})
 	if estimated {
-		// redundancy covers what the subscriber reports, but on a congested
-		// path no more than the loss that is not congestion's
+		// redundancy covers what the subscriber reports or the connection
+		// loses, but on a congested path no more than the loss that is not
+		// congestion's
 		limit := 1.0
 		if congested {
 			limit = inherent
 		}
 		for _, s := range subs {
 			s.down.SetInherentLoss(limit)
+			s.down.SetPathLoss(pathLoss)
 		}
 	}
 	if estimated {

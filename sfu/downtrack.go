@@ -95,6 +95,7 @@ type DownTrack struct {
 	fec          atomic.Pointer[fecState]   // set by Bind for video when FEC was negotiated
 	loss         atomic.Uint64              // float64 bits: the subscriber's loss (receiver reports)
 	inherentLoss atomic.Pointer[float64]    // nil: not estimated (see lossRate)
+	pathLoss     atomic.Uint64              // float64 bits: the connection's loss (SetPathLoss)
 	rtt          atomic.Int64               // nanoseconds, from receiver reports
 	// lossSmooth is owned by the RTCP reader (the only caller of HandleRTCP)
 	lossSmooth float64
