@@ -20,7 +20,7 @@ import (
 const pubStatsJS = `(async () => {
   const c = window.chorus || null;
   const pc = c && c.pcs && c.pcs.publisher;
-  const out = {audio: null, video: {}, audioNack: false, videoFEC: false};
+  const out = {audio: null, video: {}, audioNack: false, videoFEC: false, outgoingBitrate: 0};
   if (!pc) return out;
   const sdp = pc.remoteDescription ? pc.remoteDescription.sdp : '';
   out.audioNack = /a=rtcp-fb:\d+ nack\r\n/.test(sdp.split('m=video')[0]);
@@ -29,6 +29,8 @@ const pubStatsJS = `(async () => {
   const keys = ['packetsSent', 'retransmittedPacketsSent', 'nackCount', 'framesEncoded', 'bytesSent'];
   const pick = (s) => { const o = {timestamp: s.timestamp}; for (const k of keys) if (typeof s[k] === 'number') o[k] = s[k]; return o; };
   stats.forEach(s => {
+    if (s.type === 'candidate-pair' && s.nominated && typeof s.availableOutgoingBitrate === 'number')
+      out.outgoingBitrate = s.availableOutgoingBitrate;
     if (s.type !== 'outbound-rtp') return;
     if (s.kind === 'audio' && !out.audio) out.audio = pick(s);
     if (s.kind === 'video') out.video[s.rid || ''] = pick(s);
@@ -41,6 +43,9 @@ type pubLossState struct {
 	Video     map[string]rtpCounters `json:"video"`
 	AudioNack bool                   `json:"audioNack"`
 	VideoFEC  bool                   `json:"videoFEC"`
+	// OutgoingBitrate is the publisher's own bandwidth estimate (bit/s):
+	// libwebrtc caps its retransmissions to it
+	OutgoingBitrate float64 `json:"outgoingBitrate"`
 }
 
 // publisherFEC sums, over the video streams published in room, the FEC
@@ -155,6 +160,7 @@ func TestBrowserLossyPublisher(t *testing.T) {
 		freezes, freezeTime        float64
 		arrived, dropped           uint64
 		fec, rebuilt, repairs      uint64
+		estimate                   float64 // the publisher's, at the end of the level
 	}
 	var rows []row
 	for _, lv := range lossLevels(t) {
@@ -171,7 +177,8 @@ func TestBrowserLossyPublisher(t *testing.T) {
 		}
 		p1 := pubSnap()
 		fec1, rebuilt1, rep1 := publisherFEC(s, room)
-		r := row{percent: lv.percent, gap: vp.stall(), fec: fec1 - fec0, rebuilt: rebuilt1 - rebuilt0, repairs: rep1 - rep0}
+		r := row{percent: lv.percent, gap: vp.stall(), fec: fec1 - fec0, rebuilt: rebuilt1 - rebuilt0, repairs: rep1 - rep0,
+			estimate: p1.OutgoingBitrate}
 		delta := func(a, b rtpCounters, k string) float64 { return b.get(k) - a.get(k) }
 		r.concealed = delta(s0.Audio, s1.Audio, "concealedSamples")
 		r.samples = delta(s0.Audio, s1.Audio, "totalSamplesReceived")
@@ -191,10 +198,11 @@ func TestBrowserLossyPublisher(t *testing.T) {
 			conceal = r.concealed / r.samples
 		}
 		t.Logf("%6.1fs uplink loss %d%% (nft dropped %d of %d): audio concealed %.2f%%, audio NACKs %v resent %v; "+
-			"video decoded %v of %v encoded, longest gap %v, freezes %v (%.2f s), video NACKs %v resent %v, FEC packets %d rebuilt %d, retransmissions through the RTX tap %d",
+			"video decoded %v of %v encoded, longest gap %v, freezes %v (%.2f s), video NACKs %v resent %v, FEC packets %d rebuilt %d, retransmissions through the RTX tap %d; "+
+			"publisher's estimate %.0f kbit/s",
 			time.Since(start).Seconds(), lv.percent, r.dropped, r.arrived, 100*conceal, r.audioNacks, r.audioResent,
 			r.frames, r.encoded, r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime, r.videoNacks, r.videoResent,
-			r.fec, r.rebuilt, r.repairs)
+			r.fec, r.rebuilt, r.repairs, r.estimate/1000)
 		if !lv.asserted {
 			continue
 		}
@@ -214,9 +222,9 @@ func TestBrowserLossyPublisher(t *testing.T) {
 	loss.set(t, 0)
 	var b strings.Builder
 	for _, r := range rows {
-		fmt.Fprintf(&b, "\n  %2d%%: audio concealed %.2f%% (publisher resent %v on %v NACKs) | video %v/%v frames, longest gap %v, %v freezes (%.2f s), FEC %d rebuilt %d",
+		fmt.Fprintf(&b, "\n  %2d%%: audio concealed %.2f%% (publisher resent %v on %v NACKs) | video %v/%v frames, longest gap %v, %v freezes (%.2f s), FEC %d rebuilt %d | publisher's estimate %.0f kbit/s",
 			r.percent, 100*r.concealed/max(r.samples, 1), r.audioResent, r.audioNacks, r.frames, r.encoded,
-			r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime, r.fec, r.rebuilt)
+			r.gap.Round(10*time.Millisecond), r.freezes, r.freezeTime, r.fec, r.rebuilt, r.estimate/1000)
 	}
 	t.Logf("summary (publisher uplink, %v per level):%s", lossWindow, b.String())
 }
