@@ -3,7 +3,6 @@ package server_test
 import (
 	"net"
 	"testing"
-	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -44,34 +43,6 @@ func twccOnlyAPI(t testing.TB, l *lossy) *webrtc.API {
 // downlink it ends with at least 99 % of the frames; without copies it
 // would have about 60 %.
 func TestREDFollowsTransportLoss(t *testing.T) {
-	s := startServer(t)
-	ctx := deadline(t, 60*time.Second)
 	l := newLossy("audio/", true, 0.40, 5)
-	sub := newPeer(t, s, "room", "sub", twccOnlyAPI(t, l))
-	pub := newPeer(t, s, "room", "pub", nil)
-	audio := audioSource(t, "pub")
-	pub.publish(ctx, audio)
-	pump(t, audio, 5*time.Millisecond)
-	a := sub.sink(ctx, webrtc.RTPCodecTypeAudio, "")
-	if !a.RED() {
-		t.Fatalf("the subscriber receives %s, not RED", a.Track.Codec().MimeType)
-	}
-	waitFrame(t, ctx, a, audio.Next()+1000)
-	first := audio.Next()
-	last := first + 800
-	waitFrame(t, ctx, a, last+20)
-	got := recovered(a, first, last)
-	l.mu.Lock()
-	loss := float64(l.dropped) / float64(l.dropped+l.through)
-	l.mu.Unlock()
-	r, _ := s.SFU().Rooms().Get("room")
-	sp, _ := r.FindParticipant("sub")
-	t.Logf("downlink loss %.1f%%, no receiver reports: %.2f%% of frames recovered; SFU's view: %+v",
-		100*loss, 100*got, sp.BandwidthStats())
-	if loss < 0.35 {
-		t.Fatalf("the link lost only %.1f%%", 100*loss)
-	}
-	if got < 0.99 {
-		t.Fatalf("only %.2f%% of the frames at %.0f%% loss", 100*got, 100*loss)
-	}
+	checkREDRecovery(t, twccOnlyAPI(t, l), l, ", no receiver reports")
 }
