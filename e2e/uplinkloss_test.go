@@ -28,8 +28,10 @@ const pubStatsJS = `(async () => {
   const stats = await pc.getStats();
   const keys = ['packetsSent', 'retransmittedPacketsSent', 'nackCount', 'framesEncoded', 'bytesSent'];
   const pick = (s) => { const o = {timestamp: s.timestamp}; for (const k of keys) if (typeof s[k] === 'number') o[k] = s[k]; return o; };
+  let pairId = '';
+  stats.forEach(s => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
   stats.forEach(s => {
-    if (s.type === 'candidate-pair' && s.nominated && typeof s.availableOutgoingBitrate === 'number')
+    if (s.type === 'candidate-pair' && s.id === pairId && typeof s.availableOutgoingBitrate === 'number')
       out.outgoingBitrate = s.availableOutgoingBitrate;
     if (s.type !== 'outbound-rtp') return;
     if (s.kind === 'audio' && !out.audio) out.audio = pick(s);

@@ -14,6 +14,10 @@ const (
 	// DefaultMaxSize is a new Encoder's cap on the RED payload size, well
 	// under a typical path MTU after RTP, SRTP, UDP and IP overheads.
 	DefaultMaxSize = 1200
+	// historySize is the history ring's length: at least MaxDistance, and a
+	// divisor of 65536 so that slots stay in step across sequence number
+	// wraps.
+	historySize = 16
 )
 
 // histEntry is one previous packet kept for redundancy.
@@ -30,14 +34,14 @@ type histEntry struct {
 // Distance previous payloads. Give it the stream's outgoing sequence
 // numbers and timestamps (after any rewriting), in sending order.
 //
-// The history is a fixed ring of MaxDistance entries whose buffers grow to
+// The history is a fixed ring of historySize entries whose buffers grow to
 // the largest payload seen, so in steady state Encode does not allocate
 // (beyond growing dst, which the caller owns).
 type Encoder struct {
 	pt       uint8
 	distance int
 	maxSize  int
-	hist     [MaxDistance]histEntry
+	hist     [historySize]histEntry
 	scratch  [MaxDistance]Block
 }
 
@@ -90,7 +94,7 @@ func (e *Encoder) Encode(dst []byte, seq uint16, ts uint32, opus []byte) []byte 
 	var last uint32
 	for k := 1; k <= e.distance; k++ {
 		s := seq - uint16(k)
-		h := &e.hist[s%MaxDistance]
+		h := &e.hist[s%historySize]
 		if !h.valid || h.seq != s {
 			break // a gap: the packets before it are not sent
 		}
@@ -121,7 +125,7 @@ func (e *Encoder) Encode(dst []byte, seq uint16, ts uint32, opus []byte) []byte 
 // store records a packet in the history, unless its slot already holds a
 // newer packet (opus arrived late).
 func (e *Encoder) store(seq uint16, ts uint32, opus []byte) {
-	h := &e.hist[seq%MaxDistance]
+	h := &e.hist[seq%historySize]
 	if h.valid && int16(seq-h.seq) < 0 {
 		return
 	}
@@ -132,6 +136,16 @@ func (e *Encoder) store(seq uint16, ts uint32, opus []byte) {
 	} else {
 		h.data = h.data[:0]
 	}
+}
+
+// FitDistance is the number of copies of d that fit in a DefaultMaxSize
+// payload beside a primary, when every payload is payloadBytes long: what
+// an Encoder at distance d sends for such a stream. Callers use it to
+// count what the copies cost.
+func FitDistance(d, payloadBytes int) int {
+	payloadBytes = max(payloadBytes, 1)
+	fit := (DefaultMaxSize - 1 - payloadBytes) / (4 + payloadBytes)
+	return min(max(d, 0), max(fit, 0), MaxDistance)
 }
 
 // Loss-to-distance policy.

@@ -235,3 +235,45 @@ func TestDistanceForLoss(t *testing.T) {
 		t.Logf("loss %2.0f%%: distance %d, frames through %.2f%%", 100*p, d, 100*(1-math.Pow(p, float64(d+1))))
 	}
 }
+
+// A stream at MaxDistance keeps every copy across the sequence number
+// wrap (the history ring divides 65536).
+func TestEncoderFullDistanceAcrossWrap(t *testing.T) {
+	e, err := NewEncoder(111)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetDistance(MaxDistance)
+	opus := make([]byte, 40)
+	var buf []byte
+	var blocks []Block
+	seq, ts := uint16(65500), uint32(1000)
+	for i := range 100 {
+		buf = e.Encode(buf[:0], seq, ts, opus)
+		blocks, err = Parse(buf, blocks[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(i, MaxDistance) + 1; len(blocks) != want {
+			t.Fatalf("packet %d (seq %d): %d blocks, want %d", i, seq, len(blocks), want)
+		}
+		seq++
+		ts += 960
+	}
+}
+
+func TestFitDistance(t *testing.T) {
+	for _, c := range []struct{ d, size, want int }{
+		{12, 80, 12},  // 32 kbit/s Opus: all twelve fit
+		{12, 88, 12},  // 1 + 88 + 12*92 = 1193
+		{12, 90, 11},  // 1 + 90 + 12*94 = 1219: one fewer
+		{12, 160, 6},  // 64 kbit/s stereo
+		{3, 160, 3},   // fewer asked than fit
+		{12, 1300, 0}, // no room for any copy
+		{-1, 80, 0},
+	} {
+		if got := FitDistance(c.d, c.size); got != c.want {
+			t.Fatalf("FitDistance(%d, %d) = %d, want %d", c.d, c.size, got, c.want)
+		}
+	}
+}

@@ -192,9 +192,11 @@ func (d *DownTrack) RTT() time.Duration { return time.Duration(d.rtt.Load()) }
 // connection's (SetPathLoss), but no more than the connection's inherent
 // loss when the bandwidth estimator knows it. Loss from congestion is not
 // covered: more redundancy would only add to it. Audio is the exception up
-// to audioCongestedLoss: its copies are a few tens of kbit/s, and speech
-// lost at the onset of loss, before the estimator has told a lossy path
-// from a congested one, is what users hear.
+// to audioCongestedLoss (at most two RED copies, the cap raised, not a
+// floor): that costs twice the audio rate per track (about 64 kbit/s per
+// active speaker for 32 kbit/s Opus), counted in the audio's demand, and
+// speech lost at the onset of loss, before the estimator has told a lossy
+// path from a congested one, is what users hear.
 func (d *DownTrack) lossRate() float64 {
 	loss := max(math.Float64frombits(d.loss.Load()), math.Float64frombits(d.pathLoss.Load()))
 	if inh := d.inherentLoss.Load(); inh != nil {
@@ -218,6 +220,9 @@ const audioCongestedLoss = 0.18
 // Chromium: without this, a track's redundancy would follow loss that
 // starts only seconds later.
 func (d *DownTrack) SetPathLoss(loss float64) {
+	if math.IsNaN(loss) {
+		loss = 0
+	}
 	d.pathLoss.Store(math.Float64bits(min(max(loss, 0), 1)))
 }
 

@@ -223,7 +223,10 @@ func demandOf(d *DownTrack, maxLayer int, paused bool, now time.Time) bwe.Demand
 			if a.mode == audioREDReencode {
 				rate /= 2 // the publisher's RED carries one copy (what browsers send): the Opus rate is half
 			}
-			rate *= 1 + red.DistanceForLoss(redundancyLoss(d.lossRate())) // the copies cost bandwidth too
+			// the copies cost bandwidth too, as many as fit beside a 20 ms
+			// frame of this rate
+			copies := red.DistanceForLoss(redundancyLoss(d.lossRate()))
+			rate *= 1 + red.FitDistance(copies, rate/8/50)
 		}
 		dm.Layers = []int{rate}
 		return dm

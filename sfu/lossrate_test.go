@@ -61,10 +61,14 @@ func TestLossRateSources(t *testing.T) {
 	if got := audio.lossRate(); !near(got, 0.5) {
 		t.Fatalf("inherent loss 0.5: audio loss rate %v", got)
 	}
-	// out-of-range path losses are clamped
+	// out-of-range path losses are clamped, NaN taken as none
 	video.SetInherentLoss(1)
 	video.SetPathLoss(7)
 	if got := video.lossRate(); got != 1 {
 		t.Fatalf("path loss 7: loss rate %v", got)
+	}
+	audio.SetPathLoss(math.NaN())
+	if got := audio.lossRate(); !near(got, 0.5) {
+		t.Fatalf("path loss NaN: loss rate %v, want the reports' 0.5", got)
 	}
 }

@@ -150,7 +150,7 @@ func (p *Participant) newPC(target Target) (*webrtc.PeerConnection, error) {
 	if target == TargetPublisher {
 		pc.OnTrack(p.onTrack)
 		pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
-			if s == webrtc.ICEConnectionStateConnected {
+			if s == webrtc.ICEConnectionStateConnected || s == webrtc.ICEConnectionStateCompleted {
 				p.pubICEUp.Store(true)
 			}
 		})
