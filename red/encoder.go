@@ -182,11 +182,12 @@ const (
 //
 // The maximum is MaxDistance, 12: each copy adds the audio bitrate once
 // more, so at the top a subscriber receives thirteen times the audio
-// bitrate (about 420 kbit/s for 32 kbit/s Opus); that is what keeps speech
-// intelligible at 80% random loss, the bar Chorus sets itself. (The last
-// copy is 240 ms old: a receiver's jitter buffer that has seen such late
-// copies holds that much.) Loss from congestion is the bandwidth estimator's business (it
-// lowers video first); the copies are counted in the audio's demand.
+// bitrate (about 420 kbit/s for 32 kbit/s Opus; fewer copies fit beside
+// larger frames, see FitDistance); that is what keeps speech intelligible
+// at 80% random loss, the bar Chorus sets itself. The last copy is 240 ms
+// old: a receiver's jitter buffer that has seen such late copies holds
+// that much. Loss from congestion is the bandwidth estimator's business
+// (it lowers video first); the copies are counted in the audio's demand.
 func DistanceForLoss(loss float64) int {
 	if math.IsNaN(loss) || loss < minLoss {
 		return 0
